@@ -1,0 +1,37 @@
+"""The `evbattery` command. Sub-command groups live next to the code they drive; this file only
+assembles them. Command modules import heavy libraries (torch) inside the command functions so
+`evbattery --help` stays fast."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Battery-cell form-factor classification and background-bias analysis.")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: import, synthesise, check, cutouts, preview.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: print JSON and a table, write reports/bench_*.json.")
+export_app = typer.Typer(no_args_is_help=True, help="Export models (ONNX).")
+experiment_app = typer.Typer(no_args_is_help=True, help="Multi-step experiments (bias sweep).")
+app.add_typer(data_app, name="data")
+app.add_typer(bench_app, name="bench")
+app.add_typer(export_app, name="export")
+app.add_typer(experiment_app, name="experiment")
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+# Command modules register themselves on the apps above when imported.
+from evbattery.data import commands as _data_commands  # noqa: E402,F401
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

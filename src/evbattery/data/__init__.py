@@ -1,0 +1,1 @@
+"""Datasets: the folder contract, importers, the synthetic generator, cutouts and loaders."""

@@ -1,0 +1,1 @@
+"""One inference path (Predictor) for evaluation, the CLI and the API."""

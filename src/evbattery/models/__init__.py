@@ -1,0 +1,1 @@
+"""Networks and checkpoint I/O."""
