@@ -1,0 +1,1 @@
+"""Attribution: Grad-CAM heatmaps and how much of them falls on the cell."""
