@@ -24,6 +24,7 @@ meta keys written by training (readers use .get with defaults):
 from __future__ import annotations
 
 import io
+import json
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +47,13 @@ def library_versions() -> dict[str, str]:
     """Versions recorded in every checkpoint."""
     import torchvision
 
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__, "evbattery": __version__}
+    return {"torch": str(torch.__version__), "torchvision": str(torchvision.__version__), "evbattery": __version__}
+
+
+def plain(obj: Any) -> Any:
+    """Metadata as plain JSON types (Paths, numpy scalars, TorchVersion -> str/float), so that
+    torch.load(weights_only=True) accepts it."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def now_iso() -> str:
@@ -57,7 +64,7 @@ def now_iso() -> str:
 def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any],
                     **extra: Any) -> None:
     """Atomically write {"format", "state_dict", "meta", **extra} (extra: optimizer state etc.)."""
-    meta = {"versions": library_versions(), "created": now_iso(), **meta}
+    meta = plain({"versions": library_versions(), "created": now_iso(), **meta})
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
                 "meta": meta, **extra}, buf)
