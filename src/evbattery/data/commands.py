@@ -1,4 +1,4 @@
-"""`evbattery data ...` commands for existing datasets: cutouts (and importers / check)."""
+"""`evbattery data ...` commands: cutouts, importers (RecyBat24, COCO, folders) and check."""
 
 from __future__ import annotations
 
@@ -30,3 +30,79 @@ def cutouts_cmd(data: Path = DataDir,
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     info(f"wrote {n} cutouts under {data}")
+
+
+# -- importers and check ---------------------------------------------------------------------------
+OutDir = typer.Option(Path("data/processed"), "--out", "-o", help="Dataset root to create.")
+Seed = typer.Option(42, "--seed", help="Seed of the split into train / val / test.")
+Overwrite = typer.Option(False, "--overwrite", help="Replace a non-empty output folder.")
+ValFraction = typer.Option(0.15, "--val-fraction", help="Share of source photos per class for val.")
+TestFraction = typer.Option(0.15, "--test-fraction", help="Share of source photos per class for test.")
+
+
+def _run_import(fn, out: Path, **kwargs) -> None:
+    """Run an importer, turn its errors into one clear line, print the split x class table."""
+    from evbattery.console import table
+    from evbattery.data.importing import counts_rows
+
+    try:
+        summary = fn(out=out, **kwargs)
+    except (ValueError, OSError) as e:  # DatasetError / CocoError are ValueErrors; OSError: disk, permissions
+        fail(str(e))
+    counts = summary["counts"]
+    table(f"imported {summary['images']} images into {out}", ["split", *next(iter(counts.values())), "total"],
+          counts_rows(counts))
+
+
+@data_app.command("import-recybat24")
+def import_recybat24_cmd(src: Path = typer.Argument(..., help="The RecyBat24 folder (with train/ and val/)."),
+                         out: Path = OutDir, seed: int = Seed, overwrite: bool = Overwrite) -> None:
+    """Import RecyBat24: class from the file-name code, masks from COCO, official val -> val + test."""
+    from evbattery.data.recybat24 import import_recybat24
+
+    _run_import(import_recybat24, out, src=src, seed=seed, overwrite=overwrite)
+
+
+@data_app.command("import-coco")
+def import_coco_cmd(images: Path = typer.Option(..., "--images", help="Folder of the images (any depth)."),
+                    annotations: Path = typer.Option(..., "--annotations", help="COCO instances JSON file."),
+                    class_from: str = typer.Option("category", "--class-from",
+                                                   help="Class from the annotation 'category' or the 'filename'."),
+                    out: Path = OutDir, val_fraction: float = ValFraction, test_fraction: float = TestFraction,
+                    seed: int = Seed, overwrite: bool = Overwrite) -> None:
+    """Import a COCO export (Roboflow, CVAT...): mask = union of non-crowd instances, split by source photo."""
+    from evbattery.data.folders import import_coco
+
+    _run_import(import_coco, out, images=images, annotations=annotations, class_from=class_from,
+                val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, overwrite=overwrite)
+
+
+@data_app.command("import-folders")
+def import_folders_cmd(src: Path = typer.Argument(..., help="Folder of <class>/<image> (or <split>/<class>/<image>)."),
+                       out: Path = OutDir, val_fraction: float = ValFraction, test_fraction: float = TestFraction,
+                       seed: int = Seed, overwrite: bool = Overwrite) -> None:
+    """Import <class>/<image> trees; masks as <stem>_mask.png beside the image, masks/<class>/<stem>.png, or alpha."""
+    from evbattery.data.folders import import_folders
+
+    _run_import(import_folders, out, src=src, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                overwrite=overwrite)
+
+
+@data_app.command("check")
+def check_cmd(data: Path = DataDir) -> None:
+    """Report broken files, mismatched/empty masks, unknown classes, cross-split duplicates; count per split x class."""
+    from evbattery.console import table
+    from evbattery.data.check import check_dataset
+    from evbattery.data.importing import counts_rows
+    from evbattery.reports import write_json_report
+
+    res = check_dataset(data)
+    for p in res.problems:
+        info(f"[red]{p.kind}[/]: {p.path}: {p.detail}")
+    if res.counts:
+        table(f"{data}: images per split and class", ["split", *next(iter(res.counts.values())), "total"],
+              counts_rows(res.counts))
+    path = write_json_report("data_check", res.to_dict())
+    if not res.ok:
+        fail(f"{len(res.problems)} problem(s) in {data} (details in {path})")
+    info(f"[green]ok[/]: no problems in {data} (report: {path})")
