@@ -1,0 +1,1 @@
+"""Streamlit UI over the HTTP API (no model is loaded here)."""

@@ -1,0 +1,117 @@
+"""Pure helpers behind the Classify page: read API answers generically and word the verdict."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import numpy as np
+
+from evbattery.data.cutouts import make_cutout
+from evbattery.imageio import decode_image, decode_image_with_alpha, decode_mask
+
+# Friendly column titles for the models we know; any other model shows under its own name.
+MODEL_TITLES = {
+    "images": "Full image",
+    "cutouts": "Cutout (background removed)",
+    "images_debiased": "Full image, debiased",
+}
+MASK_SOURCES = {
+    "uploaded": "the mask you uploaded",
+    "alpha": "the image's alpha channel",
+    "segmenter": "the segmenter model (predicted)",
+    "dataset": "the dataset's mask",
+}
+_PRED_KEYS = ("predicted_class", "probabilities")
+
+
+def model_title(name: str) -> str:
+    """Column title of a model."""
+    return MODEL_TITLES.get(name, name.replace("_", " ").capitalize())
+
+
+def _is_prediction(obj: Any) -> bool:
+    return isinstance(obj, dict) and all(k in obj for k in _PRED_KEYS)
+
+
+def model_predictions(resp: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{model name: prediction} from a /predict/all (or /predict/both) answer, in the API's order."""
+    for key in ("predictions", "models", "results"):
+        block = resp.get(key)
+        if isinstance(block, dict) and block and all(_is_prediction(v) for v in block.values()):
+            return dict(block)
+        if isinstance(block, list) and block and all(_is_prediction(v) for v in block):
+            return {str(p.get("model_used") or p.get("name") or i): p for i, p in enumerate(block)}
+    # /predict/both shape: image_model / cutout_model
+    out = {}
+    for key, name in (("image_model", "images"), ("cutout_model", "cutouts")):
+        if _is_prediction(resp.get(key)):
+            out[resp[key].get("model_used") or name] = resp[key]
+    return out
+
+
+def agreement(preds: dict[str, dict[str, Any]]) -> bool:
+    """True when every model predicts the same class."""
+    return len({p["predicted_class"] for p in preds.values()}) <= 1
+
+
+def verdict(preds: dict[str, dict[str, Any]], mask_source: str | None) -> tuple[bool, str]:
+    """(agree, markdown sentence) for the banner above the columns."""
+    if not preds:
+        return True, "No model answered."
+    if agreement(preds):
+        cls = next(iter(preds.values()))["predicted_class"]
+        return True, (f"**The models agree: {cls}.** The model that sees only the cell and the model(s) "
+                      f"that see the whole photo give the same answer, so the background is unlikely to be "
+                      f"driving this prediction.")
+    votes = ", ".join(f"{model_title(n)} → **{p['predicted_class']}**" for n, p in preds.items())
+    msg = (f"**The models disagree:** {votes}. The cutout model sees only the cell; when a full-image model "
+           f"answers differently it may be reading the background instead of the cell (background bias). "
+           f"Compare the Grad-CAM overlays below: heat outside the cell is a sign of that shortcut.")
+    if mask_source == "segmenter":
+        msg += " The mask was predicted by the segmenter, so first check that the cutout shows the whole cell."
+    return False, msg
+
+
+def sorted_probabilities(pred: dict[str, Any]) -> list[tuple[str, float]]:
+    """(class, probability) pairs, most likely first."""
+    return sorted(((c, float(p)) for c, p in pred["probabilities"].items()), key=lambda cp: -cp[1])
+
+
+def local_cutout(image: bytes, mask: bytes | None) -> tuple[np.ndarray | None, str | None]:
+    """The cutout the API builds when the mask is known here (uploaded or alpha), and its source.
+
+    Returns (None, None) when the API will have to predict the mask itself (segmenter).
+    """
+    if mask is not None:
+        return make_cutout(np.asarray(decode_image(image)), decode_mask(mask)), "uploaded"
+    rgb, alpha = decode_image_with_alpha(image)
+    if alpha is not None:
+        return make_cutout(np.asarray(rgb), alpha), "alpha"
+    return None, None
+
+
+def decode_b64_png(data: str) -> bytes:
+    """Bytes of a base64 PNG (with or without a data: URL prefix)."""
+    if data.startswith("data:"):
+        data = data.split(",", 1)[1]
+    return base64.b64decode(data)
+
+
+def find_b64_image(resp: dict[str, Any], keys: tuple[str, ...]) -> bytes | None:
+    """The first base64 image among keys of an API answer, decoded, or None."""
+    for k in keys:
+        v = resp.get(k)
+        if isinstance(v, str) and v:
+            return decode_b64_png(v)
+    return None
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    """Encode an array as PNG bytes (for st.image and downloads)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,85 @@
+"""Page logic with streamlit's AppTest: routing, the API-down message, the bias report from files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from evbattery.imageio import save_png
+from evbattery.ui.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = ROOT / "src" / "evbattery" / "ui" / "app_pages"
+
+
+@pytest.fixture()
+def api_down(monkeypatch: pytest.MonkeyPatch) -> str:
+    """EVBATTERY_API_URL pointing at a loopback port nothing listens on."""
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("EVBATTERY_API_URL", url)
+    return url
+
+
+def test_entrypoint_routes_to_classify_with_api_url_in_sidebar(api_down: str) -> None:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=30).run()
+    assert not at.exception
+    assert at.title[0].value == "Classify a battery cell"
+    assert at.sidebar.text_input[0].value == api_down
+
+
+def test_classify_upload_with_api_down_shows_friendly_error(api_down: str, toy_dataset: Path) -> None:
+    at = AppTest.from_file(str(PAGES / "classify.py"), default_timeout=30).run()
+    assert not at.error  # nothing asked yet
+    photo = next((toy_dataset / "test" / "images" / "pouch").glob("*.jpg")).read_bytes()
+    at.file_uploader[0].set_value(("cell.jpg", photo, "image/jpeg"))
+    at.run()
+    assert not at.exception
+    msg = at.error[0].value
+    assert "not reachable" in msg and api_down in msg and "evbattery demo" in msg
+    assert "Traceback" not in msg
+
+
+def test_classify_sample_picker_lists_test_split(api_down: str, toy_dataset: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVBATTERY_DATA_DIR", str(toy_dataset))
+    at = AppTest.from_file(str(PAGES / "classify.py"), default_timeout=30).run()
+    at.radio[0].set_value("Sample from the test split").run()
+    assert not at.exception
+    options = at.selectbox[0].options
+    assert len(options) == 18 and "cylindrical/cyl_test_000" in options
+    assert "not reachable" in at.error[0].value  # the sample was sent straight away
+
+
+def test_models_page_with_api_down(api_down: str) -> None:
+    at = AppTest.from_file(str(PAGES / "models.py"), default_timeout=30).run()
+    assert not at.exception
+    assert "not reachable" in at.error[0].value
+
+
+def test_bias_report_renders_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVBATTERY_REPORTS_DIR", str(tmp_path))
+    (tmp_path / "bias").mkdir()
+    (tmp_path / "bias" / "report.md").write_text("## Variants\n\n| model | BG-Gap |\n|---|---|\n| images | 26.0 |\n\n"
+                                                 "![fig](variants.png)\n")
+    save_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "bias" / "variants.png")
+    (tmp_path / "bias" / "report.json").write_text(json.dumps({"bg_gap": {"images": 26.0}}))
+    (tmp_path / "eval_images.json").write_text(json.dumps({"model": "images", "metrics": {"accuracy": 0.91}}))
+    (tmp_path / "sweep").mkdir()
+    save_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "sweep" / "bg_gap_vs_rho.png")
+    at = AppTest.from_file(str(PAGES / "bias_report.py"), default_timeout=30).run()
+    assert not at.exception
+    md = " ".join(m.value for m in at.markdown)
+    assert "| images | 26.0 |" in md and "![fig]" not in md
+    assert [h.value for h in at.header] == ["Evaluation", "Bias sweep (accuracy vs training bias ρ)"]
+    df = at.dataframe[0].value
+    assert float(df["metrics.accuracy"][0]) == pytest.approx(0.91)
+
+
+def test_bias_report_empty_says_how_to_make_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVBATTERY_REPORTS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(PAGES / "bias_report.py"), default_timeout=30).run()
+    assert "evbattery bias" in at.info[0].value
