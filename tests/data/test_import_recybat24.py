@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from recybat_fixture import COCO_NAME, H, W, Manifest, build_recybat
+from recybat_fixture import COCO_NAME, H, Manifest, W, build_recybat
 from typer.testing import CliRunner
 
 from evbattery.cli import app

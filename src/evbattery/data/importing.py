@@ -45,7 +45,7 @@ def recybat_class(stem: str) -> tuple[str, str] | None:
     '1_1_1_cyl_rotated_15_bright_0.5' -> ('cylindrical', '1_1_1_cyl'); None when no code is present.
     """
     tokens = stem.split("_")
-    for i, tok in enumerate(tokens):
+    for i, tok in enumerate(tokens[1:], start=1):  # RecyBat24 names start with numbers; 'cyl_3' is not one
         cls = RECYBAT_CODES.get(tok.lower())
         if cls is not None:
             return cls, "_".join(tokens[: i + 1])
