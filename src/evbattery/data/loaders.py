@@ -1,0 +1,174 @@
+"""Training data: a Dataset that decodes each file once into a uint8 cache, train-only augmentation,
+and the bg-swap (background-randomised training, Xiao et al. 2020) for the debiased model.
+
+The cache holds `resize_uint8` output (the Predictor's preprocessing) as one (N,3,S,S) uint8 tensor,
+built in the main process before DataLoader workers fork, so workers share it without copying.
+Normalisation happens on the batch in the training loop (data.transforms.normalize).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+from tqdm import tqdm
+
+from evbattery.data import variants
+from evbattery.data.layout import DatasetError, DatasetLayout, Sample
+from evbattery.data.transforms import resize_uint8
+from evbattery.imageio import ImageDecodeError, ImageTooLargeError, load_mask, load_rgb
+
+log = logging.getLogger(__name__)
+
+# Fraction of swaps that use a freshly generated synthetic background instead of another photo.
+SYNTH_SWAP_SHARE = 0.25
+
+
+def augmentation(kind: str) -> v2.Transform:
+    """Train-only augmentation that keeps the cell in view: flips, small rotation, mild scale, colour.
+
+    No translation or crop, so a small off-centre cell never leaves the frame. Cutouts get no contrast
+    jitter, which would lift their black fill (the cutout model must see the fill it is served).
+    """
+    return v2.Compose([
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomAffine(degrees=15, scale=(0.9, 1.1)),
+        v2.ColorJitter(brightness=0.2, contrast=0.0 if kind == "cutouts" else 0.2, saturation=0.2, hue=0.02),
+    ])
+
+
+def resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
+    """HxW uint8 mask -> SxS uint8 tensor (nearest, stays 0/255)."""
+    t = torch.from_numpy(np.ascontiguousarray(mask))[None]
+    if t.shape[-2:] != (size, size):
+        t = F.resize(t, [size, size], interpolation=F.InterpolationMode.NEAREST)
+    return t[0].contiguous()
+
+
+def _synth_backgrounds():  # noqa: ANN202 - (render_background, families) or None
+    """The synthetic background renderer, if the generator module is installed (imported lazily)."""
+    try:
+        mod = importlib.import_module("evbattery.data.synth.backgrounds")
+    except ImportError:
+        return None
+    render = getattr(mod, "render_background", None)
+    families = getattr(mod, "FAMILIES", None) or getattr(mod, "BACKGROUND_FAMILIES", None)
+    if render is None or not families:
+        return None
+    return render, list(families)
+
+
+@dataclass
+class SwapInfo:
+    """What a bg-swap did to one sample (for tests and debugging)."""
+
+    source: str          # "photo" | "synthetic" | "none"
+    partner: int | None  # index of the background photo
+    family: str | None   # synthetic background family
+
+
+class CachedDataset(Dataset):
+    """One split of the dataset, decoded once. Items: (3xSxS uint8, label) or, with masks, (image, mask).
+
+    kind: "images" | "cutouts" (classification) or "masks" (segmentation: image -> 0/1 mask).
+    """
+
+    def __init__(self, layout: DatasetLayout, split: str, kind: str, image_size: int, train: bool = False,
+                 limit: int | None = None, swap_prob: float = 0.0, seed: int = 0, progress: bool = False) -> None:
+        self.layout, self.split, self.kind, self.size, self.train = layout, split, kind, image_size, train
+        self.classes = list(layout.classes)
+        samples = layout.require_split(split)
+        if limit is not None and limit < len(samples):
+            # An even spread over classes, deterministic for the seed.
+            idx = np.random.default_rng(seed).permutation(len(samples))[:limit]
+            samples = [samples[i] for i in sorted(idx)]
+        self.samples: list[Sample] = samples
+        self.swap_prob = swap_prob if train else 0.0
+        need_masks = kind == "masks" or self.swap_prob > 0
+        self.images, self.masks = self._build_cache(need_masks, progress)
+        self.labels = torch.tensor([self.classes.index(s.cls) for s in samples], dtype=torch.long)
+        self.by_class = [np.nonzero(self.labels.numpy() == c)[0] for c in range(len(self.classes))]
+        self.transform = augmentation(kind) if train else None
+        self.synth = _synth_backgrounds() if self.swap_prob > 0 else None
+
+    def _build_cache(self, need_masks: bool, progress: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode every file once; every unreadable image or missing mask is named before training."""
+        n, s = len(self.samples), self.size
+        images = torch.empty((n, 3, s, s), dtype=torch.uint8)
+        masks = torch.empty((n, s, s), dtype=torch.uint8) if need_masks else None
+        bad: list[str] = []
+        src_kind = "images" if self.kind == "masks" else self.kind
+        for i, smp in enumerate(tqdm(self.samples, desc=f"decode {self.split}/{src_kind}", unit="img",
+                                     disable=not progress, leave=False)):
+            if not smp.mask.is_file():
+                bad.append(f"{smp.mask}: missing mask")
+                continue
+            try:
+                images[i] = resize_uint8(load_rgb(smp.path(src_kind)), s)
+                if masks is not None:
+                    masks[i] = resize_mask(load_mask(smp.mask), s)
+            except FileNotFoundError as e:
+                bad.append(f"{e.filename or smp.path(src_kind)}: missing file")
+            except (ImageDecodeError, ImageTooLargeError) as e:
+                bad.append(str(e))
+        if bad:
+            more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
+            raise DatasetError(f"{len(bad)} unusable file(s) in split {self.split!r}: " + "; ".join(bad[:10]) + more)
+        return images, masks
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    # -- bg-swap ------------------------------------------------------------------------------
+    def swapped(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, SwapInfo]:
+        """Sample i with its cell (through its training mask, same position) on another background.
+
+        The background is another training photo of a random class, with its own cell's box filled as
+        in Only-BG-T (no cell-shaped hole), or now and then a freshly rendered synthetic background.
+        Cell pixels are kept exactly; only background pixels change.
+        """
+        assert self.masks is not None, "bg-swap needs masks in the cache"
+        image = self.images[i].permute(1, 2, 0).numpy()   # (S,S,3) uint8 view
+        mask = self.masks[i].numpy()
+        if self.synth is not None and rng.random() < SYNTH_SWAP_SHARE:
+            render, families = self.synth
+            family = str(rng.choice(families))
+            bg = np.asarray(render(family, self.size, rng), dtype=np.uint8)[: self.size, : self.size, :3]
+            return variants.paste(image, mask, np.ascontiguousarray(bg)), SwapInfo("synthetic", None, family)
+        pool = self.by_class[int(rng.integers(len(self.by_class)))]
+        j = int(rng.choice(pool)) if len(pool) else i
+        if j == i and len(self) > 1:
+            j = (i + 1) % len(self)
+        bg_image = self.images[j].permute(1, 2, 0).numpy()
+        return variants.mixed(image, mask, bg_image, self.masks[j].numpy()), SwapInfo("photo", j, None)
+
+    def __getitem__(self, i: int):  # noqa: ANN204
+        img = self.images[i]
+        if self.swap_prob > 0:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))  # torch seeds each worker
+            if rng.random() < self.swap_prob:
+                img = torch.from_numpy(self.swapped(i, rng)[0]).permute(2, 0, 1).contiguous()
+        if self.kind == "masks":
+            mask = tv_tensors.Mask(self.masks[i][None])
+            if self.transform is not None:
+                img, mask = self.transform(tv_tensors.Image(img), mask)
+            return torch.as_tensor(img), (torch.as_tensor(mask)[0] >= 128).long()
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, self.labels[i]
+
+
+def check_classes(ds: CachedDataset) -> None:
+    """A classifier needs at least two classes with images in the split."""
+    present = [c for c, idx in zip(ds.classes, ds.by_class, strict=True) if len(idx)]
+    if len(present) < 2:
+        raise DatasetError(f"split {ds.split!r} of {ds.layout.root} has images of only {present or 'no'} "
+                           f"class(es); a classifier needs at least two of {ds.classes}")

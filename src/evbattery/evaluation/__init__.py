@@ -1,0 +1,1 @@
+"""Evaluation: metrics, model evaluation, background-bias analysis."""

@@ -1,0 +1,70 @@
+"""Classification metrics (scikit-learn) and the confusion-matrix figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ECE_BINS = 15
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: list[int] | np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE (Guo et al. 2017, eq. 3): sum over equal-width confidence bins of |acc - conf| x bin share."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if len(probs) == 0:
+        return 0.0
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
+    return float(ece)
+
+
+def classification_metrics(y_true: list[int], y_pred: list[int], probs: np.ndarray,
+                           classes: list[str]) -> dict[str, Any]:
+    """accuracy, balanced_accuracy, macro_f1, per_class {precision, recall, f1, support}, confusion, ece."""
+    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, classification_report,
+                                 confusion_matrix, f1_score)
+
+    labels = list(range(len(classes)))
+    report = classification_report(y_true, y_pred, labels=labels, target_names=list(classes),
+                                   output_dict=True, zero_division=0)
+    per_class = {c: {"precision": float(report[c]["precision"]), "recall": float(report[c]["recall"]),
+                     "f1": float(report[c]["f1-score"]), "support": int(report[c]["support"])}
+                 for c in classes}
+    return {
+        "n": len(y_true),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        # Balanced accuracy over the classes present in y_true (sklearn warns when a class is absent).
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)) if len(y_true) else 0.0,
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": per_class,
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "ece": expected_calibration_error(probs, y_true),
+        "classes": list(classes),
+    }
+
+
+def write_confusion_png(confusion: list[list[int]], classes: list[str], path: Path, title: str = "") -> Path:
+    """Confusion matrix (rows = true, columns = predicted) as a PNG with counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=110)
+    ConfusionMatrixDisplay(np.asarray(confusion), display_labels=classes).plot(ax=ax, colorbar=False, cmap="Blues")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

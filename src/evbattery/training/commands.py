@@ -1,0 +1,141 @@
+"""`evbattery train`, `evbattery evaluate` and `evbattery bench train`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from evbattery.cli import app, bench_app
+from evbattery.console import fail, info, print_json, table
+
+DataDir = typer.Option(Path("data/processed"), "--data", "-d", help="Dataset root (the folder with dataset.json).")
+ModelDir = typer.Option(Path("model"), "--model-dir", help="Checkpoint folder.")
+
+
+@app.command("train")
+def train_cmd(
+    input_type: str = typer.Option(os.environ.get("INPUT_TYPE", "images"), "--input-type", "-t",
+                                   help="images | cutouts | masks (segmenter). Default: $INPUT_TYPE or images."),
+    data: Path = DataDir, model_dir: Path = ModelDir,
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Per-run logs (config.json, metrics.jsonl)."),
+    epochs: int = typer.Option(10, help="Epochs."), batch_size: int = typer.Option(32, help="Batch size (per process)."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    image_size: int = typer.Option(224, "--image-size", "--size", help="Square input side (full frame resized)."),
+    workers: int = typer.Option(2, help="DataLoader workers."), seed: int = typer.Option(0, help="Random seed."),
+    pretrained: str = typer.Option("auto", help="auto | imagenet | none | PATH (auto: ImageNet if cached)."),
+    tracker: str = typer.Option("wandb", help="wandb (offline unless key + EVBATTERY_WANDB=online) | none."),
+    fast: bool = typer.Option(True, help="channels_last (+ bf16 autocast where the CPU has native bf16)."),
+    resume: bool = typer.Option(False, help="Continue from model/last_<name>.pth (same config)."),
+    debias: str = typer.Option("none", help="none | bg-swap (background-randomised training)."),
+    swap_prob: float = typer.Option(0.5, help="bg-swap probability per training sample."),
+    name: str = typer.Option("", help="Model name (default: input type, or images_debiased with bg-swap)."),
+    limit_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
+    scheduler: str = typer.Option("cosine", help="cosine | step."),
+) -> None:
+    """Train a classifier (images / cutouts / debiased images) or the segmenter (masks)."""
+    from evbattery.data.layout import DatasetError
+    from evbattery.models.checkpoint import CheckpointError
+    from evbattery.training.config import TrainConfig
+    from evbattery.training.train import main
+
+    try:
+        cfg = TrainConfig(input_type=input_type, data_dir=str(data), model_dir=str(model_dir), runs_dir=str(runs_dir),
+                          epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size, workers=workers,
+                          seed=seed, pretrained=pretrained, tracker=tracker, fast=fast, resume=resume,
+                          debias=None if debias in ("none", "") else debias, swap_prob=swap_prob, name=name or None,
+                          limit_train=limit_train or None, scheduler=scheduler)
+        result = main(cfg)
+    except (DatasetError, CheckpointError, ValueError, RuntimeError) as e:
+        fail(str(e))
+    print_json({k: v for k, v in result.items() if k != "history"})
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    input_type: str = typer.Option(os.environ.get("INPUT_TYPE", "images"), "--input-type", "-t", "--model",
+                                   help="Model name: images | cutouts | images_debiased | ... (default $INPUT_TYPE)."),
+    split: str = typer.Option("test", help="Split to evaluate."), data: Path = DataDir, model_dir: Path = ModelDir,
+    cross: bool = typer.Option(False, help="Every model in --model-dir on both the images and the cutouts."),
+    tracker: str = typer.Option("wandb", help="wandb | none."),
+) -> None:
+    """Accuracy, balanced accuracy, macro-F1, per-class report, confusion matrix and ECE on a split."""
+    from evbattery.data.layout import DatasetError, DatasetLayout
+    from evbattery.evaluation.evaluate import cross_evaluate, evaluate_model, write_eval_report
+    from evbattery.inference.predictor import Predictor
+    from evbattery.models.checkpoint import CheckpointError
+    from evbattery.models.registry import discover_models, model_path
+    from evbattery.reports import write_json_report
+
+    layout = DatasetLayout(data)
+    try:
+        if cross:
+            models = discover_models(model_dir)
+            if not models:
+                fail(f"no best_model_*.pth in {model_dir}; train a model first")
+            res = cross_evaluate(models, layout, split)
+            path = write_json_report(f"eval_cross_{split}", res)
+            table(f"accuracy on {split} (models x inputs) -> {path}", ["model", *res["inputs"]],
+                  [[m, *[res["accuracy"][m][k] for k in res["inputs"]]] for m in res["models"]])
+            _track(tracker, f"eval-cross-{split}", {"split": split, "models": res["models"]},
+                   {f"eval/{m}/{k}/accuracy": a for m, row in res["accuracy"].items() for k, a in row.items()})
+            return
+        predictor = Predictor.from_checkpoint(model_path(model_dir, input_type))
+        r = evaluate_model(predictor, layout, split)
+    except (DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    json_path, png = write_eval_report(r)
+    table(f"{r['model']} on {split} {r['input']} ({r['n']} images) -> {json_path}", ["metric", "value"],
+          [[k, r[k]] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece")])
+    table("per class", ["class", "precision", "recall", "f1", "support"],
+          [[c, v["precision"], v["recall"], v["f1"], v["support"]] for c, v in r["per_class"].items()])
+    info(f"confusion matrix: {png}")
+    t = _track(tracker, f"eval-{r['model']}-{split}", {"model": r["model"], "split": split, "checkpoint": r["checkpoint"]},
+               {f"eval/{k}": r[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece")}, finish=False)
+    if t is not None:
+        cm = r["confusion"]
+        y_true = [i for i, row in enumerate(cm) for j, n in enumerate(row) for _ in range(n)]
+        y_pred = [j for i, row in enumerate(cm) for j, n in enumerate(row) for _ in range(n)]
+        t.log_classification("eval", y_true, y_pred, r["classes"], r["per_class"])
+        t.finish()
+
+
+def _track(backend: str, run_name: str, config: dict, metrics: dict, finish: bool = True):  # noqa: ANN202
+    """Log evaluation results to the tracker (files under runs/ always; W&B when enabled)."""
+    from evbattery.config import get_settings
+    from evbattery.training.tracking import Tracker, new_run_id
+
+    t = Tracker(get_settings().runs_dir, new_run_id(run_name), config, backend=backend, job_type="eval")
+    t.log(metrics)
+    if finish:
+        t.finish()
+        return None
+    return t
+
+
+@bench_app.command("train")
+def bench_train_cmd(
+    data: Path = DataDir,
+    size: int = typer.Option(128, help="Image side for both loops."),
+    steps: int = typer.Option(8, help="Timed steps of the fast loop (batch --batch-size); the naive loop runs 3x as many."),
+    batch_size: int = typer.Option(32, help="Batch size of this project's loop."),
+    workers: int = typer.Option(2, help="DataLoader workers of this project's loop."),
+) -> None:
+    """Images/s of this training loop vs the seed's naive loop, and % of the machine's compute limit."""
+    from evbattery.data.layout import DatasetError
+    from evbattery.training.bench import run_bench
+
+    try:
+        res = run_bench(data, size=size, steps=steps, batch_size=batch_size, workers=workers)
+    except (DatasetError, ValueError) as e:
+        fail(str(e))
+    from evbattery.reports import write_json_report
+
+    path = write_json_report("bench_train", res)
+    print_json(res)
+    table(f"training throughput @ {size}px -> {path}", ["loop", "img/s"],
+          [["naive (batch 4, fp32, decode every step, no workers)", res["naive_img_per_s"]],
+           [f"evbattery (batch {batch_size}, cached, {workers} workers, {res['precision']})", res["fast_img_per_s"]],
+           ["compute limit (peak fp32 matmul / FLOPs per image)", res["limit_img_per_s"]]], to_stderr=True)
+    info(f"speed-up {res['speedup']:.2f}x (target >= 3x); {res['pct_of_limit']:.0f}% of the compute limit")

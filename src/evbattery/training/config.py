@@ -1,0 +1,86 @@
+"""The flat training config (nanoGPT style): one dataclass of typed values; asdict() goes unchanged
+into the tracker, runs/<id>/config.json and the checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+INPUT_TYPES = ("images", "cutouts", "masks")  # masks = train the segmenter
+DEBIAS_METHODS = (None, "bg-swap")
+TRACKERS = ("wandb", "none")
+# Fields that must match for --resume to continue a run (the rest, e.g. workers or tracker, may change).
+RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size", "seed", "pretrained",
+                     "debias", "swap_prob", "name", "limit_train", "epochs", "scheduler")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; defaults are the seed's recipe."""
+
+    input_type: str = "images"      # images | cutouts | masks (segmenter)
+    data_dir: str = "data/processed"
+    model_dir: str = "model"
+    runs_dir: str = "runs"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3                # Adam
+    image_size: int = 224           # square input; the full frame is resized (no crop)
+    workers: int = 2                # DataLoader workers (0 = main process)
+    seed: int = 0
+    pretrained: str = "auto"        # auto | imagenet | none | PATH
+    tracker: str = "wandb"          # wandb (offline unless a key and EVBATTERY_WANDB=online) | none
+    fast: bool = True               # channels_last; bf16 autocast only where the CPU has native bf16
+    resume: bool = False            # continue from model/last_<name>.pth
+    debias: str | None = None       # None | bg-swap (background-randomised training, issue 8)
+    swap_prob: float = 0.5          # probability of a background swap per training sample
+    name: str | None = None         # model name; default input_type, or images_debiased with bg-swap
+    limit_train: int | None = None  # cap on training samples (quick profiles, tests)
+    wandb_project: str = "evbattery"
+    scheduler: str = "cosine"       # cosine | step  (lr schedule over the epochs)
+    progress: bool = True           # progress bars
+
+    def __post_init__(self) -> None:
+        if self.input_type not in INPUT_TYPES:
+            raise ValueError(f"input_type {self.input_type!r}; expected one of {', '.join(INPUT_TYPES)}")
+        if self.debias not in DEBIAS_METHODS:
+            raise ValueError(f"debias {self.debias!r}; expected one of none, bg-swap")
+        if self.debias and self.input_type != "images":
+            raise ValueError("--debias bg-swap applies to --input-type images only")
+        if self.tracker not in TRACKERS:
+            raise ValueError(f"tracker {self.tracker!r}; expected one of {', '.join(TRACKERS)}")
+        if self.scheduler not in ("cosine", "step"):
+            raise ValueError(f"scheduler {self.scheduler!r}; expected cosine or step")
+        if not 0.0 <= self.swap_prob <= 1.0:
+            raise ValueError(f"swap_prob {self.swap_prob} must be within [0, 1]")
+        for f in ("epochs", "batch_size", "image_size"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
+
+    @property
+    def model_name(self) -> str:
+        """Name of the saved model (best_model_<name>.pth)."""
+        if self.name:
+            return self.name
+        if self.input_type == "masks":
+            return "segmenter"
+        return "images_debiased" if self.debias == "bg-swap" else self.input_type
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for the tracker, config.json and the checkpoint)."""
+        return asdict(self)
+
+
+def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """Essential fields where a saved config differs from cfg (used to refuse a bad --resume)."""
+    now = cfg.as_dict()
+    out = []
+    for k in RESUME_ESSENTIALS:
+        if k in saved and saved[k] != now.get(k):
+            out.append(f"{k}: checkpoint {saved[k]!r} vs now {now.get(k)!r}")
+    return out
+
+
+def field_names() -> list[str]:
+    """All config field names (for CLI overrides)."""
+    return [f.name for f in fields(TrainConfig)]

@@ -1,0 +1,299 @@
+"""Training in the torchvision-reference shape: train_one_epoch, evaluate, load_data, main(cfg),
+get_args_parser. One loop trains the classifiers (images / cutouts / images_debiased) and the segmenter
+(input_type "masks"). Works alone or under torchrun (DDP, rank 0 logs and saves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from evbattery.config import IMAGENET_MEAN, IMAGENET_STD, SEGMENTER_FILE, checkpoint_name
+from evbattery.data.layout import DatasetLayout
+from evbattery.data.loaders import CachedDataset, check_classes
+from evbattery.data.transforms import normalize
+from evbattery.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from evbattery.training import distributed as dist
+from evbattery.training.config import TrainConfig, config_differences, field_names
+from evbattery.training.tracking import Tracker, new_run_id
+
+MEAN, STD = list(IMAGENET_MEAN), list(IMAGENET_STD)
+# Fault-injection for the resume test: seconds to sleep after every training step (0 = off).
+STEP_DELAY = float(os.environ.get("EVBATTERY_STEP_DELAY", "0") or 0)
+
+
+def _logits(out: Any) -> torch.Tensor:
+    """Classifier output, or the "out" map of a torchvision segmentation model."""
+    return out["out"] if isinstance(out, dict) else out
+
+
+def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
+                    epoch: int, fast: bool = True, bf16: bool = False, progress: bool = True) -> dict[str, float]:
+    """One pass over the training data; returns {"loss", "acc", "img_per_s"} (acc per pixel for masks)."""
+    model.train()
+    loss_sum = correct = count = n_img = 0.0
+    t0 = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
+    for x, y in bar:
+        x = normalize(x, MEAN, STD)
+        if fast:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = _logits(model(x))
+        loss = criterion(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(x)
+        correct += (logits.argmax(1) == y).sum().item()
+        count += y.numel()
+        n_img += len(x)
+        bar.set_postfix(loss=f"{loss_sum / n_img:.3f}", acc=f"{correct / count:.3f}",
+                        img_s=f"{n_img / (time.perf_counter() - t0):.1f}")
+        if STEP_DELAY:
+            time.sleep(STEP_DELAY)
+    loss_sum, correct, count, n_img = dist.all_reduce_sum([loss_sum, correct, count, n_img])
+    secs = time.perf_counter() - t0
+    return {"loss": loss_sum / max(n_img, 1), "acc": correct / max(count, 1), "img_per_s": n_img / secs}
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, criterion: nn.Module, loader: DataLoader, fast: bool = True,
+             bf16: bool = False) -> dict[str, Any]:
+    """Loss and accuracy on a loader; classification adds y_true/y_pred/probs, segmentation adds iou."""
+    model.eval()
+    loss_sum = correct = count = inter = union = 0.0
+    y_true: list[int] = []
+    y_pred: list[int] = []
+    probs: list[np.ndarray] = []
+    for x, y in loader:
+        x = normalize(x, MEAN, STD)
+        if fast:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = _logits(model(x)).float()
+        loss_sum += criterion(logits, y).item() * len(x)
+        pred = logits.argmax(1)
+        correct += (pred == y).sum().item()
+        count += y.numel()
+        if logits.ndim == 4:  # segmentation: IoU of the cell class over the whole split
+            inter += ((pred == 1) & (y == 1)).sum().item()
+            union += ((pred == 1) | (y == 1)).sum().item()
+        else:
+            y_true += y.tolist()
+            y_pred += pred.tolist()
+            probs.append(logits.softmax(1).numpy())
+    n = len(loader.dataset)
+    out: dict[str, Any] = {"loss": loss_sum / max(n, 1), "acc": correct / max(count, 1)}
+    if union or inter:
+        out["iou"] = inter / union if union else 1.0
+    if y_true:
+        out.update(y_true=y_true, y_pred=y_pred, probs=np.concatenate(probs))
+    return out
+
+
+def load_data(cfg: TrainConfig) -> tuple[CachedDataset, CachedDataset, DataLoader, DataLoader]:
+    """Validate and cache the train and val splits (bad files named before the first epoch) and wrap them."""
+    layout = DatasetLayout(Path(cfg.data_dir))
+    swap = cfg.swap_prob if cfg.debias == "bg-swap" else 0.0
+    progress = cfg.progress and dist.is_main()
+    train_ds = CachedDataset(layout, "train", cfg.input_type, cfg.image_size, train=True, limit=cfg.limit_train,
+                             swap_prob=swap, seed=cfg.seed, progress=progress)
+    val_ds = CachedDataset(layout, "val", cfg.input_type, cfg.image_size, progress=progress)
+    if cfg.input_type != "masks":
+        check_classes(train_ds)
+    sampler = DistributedSampler(train_ds, shuffle=True, seed=cfg.seed) if dist.world_size() > 1 else None
+    common = {"batch_size": cfg.batch_size, "num_workers": cfg.workers, "persistent_workers": cfg.workers > 0}
+    train_loader = DataLoader(train_ds, shuffle=sampler is None, sampler=sampler, drop_last=len(train_ds) > cfg.batch_size,
+                              generator=torch.Generator().manual_seed(cfg.seed), **common)
+    # Every rank evaluates the whole (small) val split, so metrics need no gathering.
+    val_loader = DataLoader(val_ds, shuffle=False, **common)
+    return train_ds, val_ds, train_loader, val_loader
+
+
+def build_model(cfg: TrainConfig, classes: list[str]) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """(model, criterion, meta base) for the task; --pretrained PATH is checked for arch and classes."""
+    if cfg.input_type == "masks":
+        from evbattery.models.segmenter import ARCH, SegmentationLoss, build_segmenter
+
+        return build_segmenter(), SegmentationLoss(), {"arch": ARCH, "task": "segmentation", "input_type": "images",
+                                                        "classes": ["background", "cell"], "pretrained": "none"}
+    from evbattery.models.classifier import ARCH, build_classifier
+
+    if cfg.pretrained not in ("auto", "imagenet", "none"):
+        meta = load_checkpoint(cfg.pretrained)["meta"]
+        check_compatible(meta, ARCH, classes, cfg.pretrained)
+    model, desc = build_classifier(len(classes), cfg.pretrained)
+    return model, nn.CrossEntropyLoss(), {"arch": ARCH, "task": "classification", "input_type": cfg.input_type,
+                                          "classes": classes, "pretrained": desc}
+
+
+def check_compatible(meta: dict[str, Any], arch: str, classes: list[str], source: str) -> None:
+    """A checkpoint used to start or resume training must have our architecture and class list."""
+    if meta.get("arch", arch) != arch:
+        raise CheckpointError(f"{source}: architecture {meta.get('arch')!r} does not match {arch!r}")
+    if meta.get("classes") and list(meta["classes"]) != list(classes):
+        raise CheckpointError(f"{source}: classes {meta['classes']} do not match the dataset's {classes}")
+
+
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch LR schedule: cosine to 0 over the run, or x0.1 every third of it."""
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, math.ceil(cfg.epochs / 3)), gamma=0.1)
+
+
+def _paths(cfg: TrainConfig) -> tuple[Path, Path]:
+    """(best checkpoint, last checkpoint) paths."""
+    d, name = Path(cfg.model_dir), cfg.model_name
+    best = d / (SEGMENTER_FILE if cfg.input_type == "masks" and not cfg.name else checkpoint_name(name))
+    return best, d / f"last_{name}.pth"
+
+
+def _clean(m: dict[str, Any]) -> dict[str, Any]:
+    """Plain-typed metrics (no arrays / prediction lists) for checkpoints and logs."""
+    return {k: v for k, v in m.items() if k not in ("y_true", "y_pred", "probs")}
+
+
+def main(cfg: TrainConfig) -> dict[str, Any]:
+    """Train one model; returns {"checkpoint", "best_epoch", "val", "run_dir", "start_epoch", "history"}."""
+    from evbattery.inference.predictor import cpu_supports_bf16
+
+    distributed = dist.init_distributed()
+    torch.manual_seed(cfg.seed)
+    main_proc = dist.is_main()
+    bf16 = cfg.fast and cpu_supports_bf16()
+    train_ds, val_ds, train_loader, val_loader = load_data(cfg)
+    classes = list(train_ds.classes)
+    model, criterion, meta_base = build_model(cfg, classes)
+    if cfg.fast:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    scheduler = make_scheduler(cfg, optimizer)
+    best_path, last_path = _paths(cfg)
+    layout = DatasetLayout(Path(cfg.data_dir))
+    start_epoch, best_loss, best_epoch, history, run_id = 0, math.inf, -1, [], new_run_id(cfg.model_name)
+    best_metrics: dict[str, Any] = {}
+    if cfg.resume:
+        if not last_path.is_file():
+            raise CheckpointError(f"--resume: no {last_path} to resume from (train without --resume first)")
+        last = load_checkpoint(last_path)
+        check_compatible(last["meta"], meta_base["arch"], meta_base["classes"], str(last_path))
+        diff = config_differences(last["meta"].get("config", {}), cfg)
+        if diff:
+            raise ValueError(f"--resume: {last_path} was trained with a different config: " + "; ".join(diff))
+        model.load_state_dict(last["state_dict"])
+        optimizer.load_state_dict(last["optimizer"])
+        scheduler.load_state_dict(last["scheduler"])
+        torch.set_rng_state(last["rng"])
+        start_epoch, best_loss, best_epoch = last["epoch"] + 1, last["best_loss"], last["best_epoch"]
+        history, run_id, best_metrics = list(last["history"]), last["run_id"], dict(last["meta"].get("metrics", {}))
+    model = dist.wrap_model(model)
+    config = cfg.as_dict()
+    meta = {"name": cfg.model_name, **meta_base, "image_size": cfg.image_size, "mean": MEAN, "std": STD,
+            "config": config, "dataset_fingerprint": layout.fingerprint(), "dataset_root": str(layout.root),
+            "debias": {"method": cfg.debias, "swap_prob": cfg.swap_prob} if cfg.debias else None}
+    tracker = None
+    if main_proc:
+        tracker = Tracker(cfg.runs_dir, run_id, {**config, "pretrained_weights": meta["pretrained"],
+                                                 "dataset_fingerprint": meta["dataset_fingerprint"],
+                                                 "world_size": dist.world_size(), "bf16": bf16},
+                          backend=cfg.tracker, project=cfg.wandb_project, job_type="train")
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            if isinstance(train_loader.sampler, DistributedSampler):
+                train_loader.sampler.set_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            tr = train_one_epoch(model, criterion, optimizer, train_loader, epoch, cfg.fast, bf16,
+                                 cfg.progress and main_proc)
+            scheduler.step()
+            va = evaluate(model, criterion, val_loader, cfg.fast, bf16)
+            if "y_true" in va:
+                from evbattery.evaluation.metrics import classification_metrics
+
+                cm = classification_metrics(va["y_true"], va["y_pred"], va["probs"], classes)
+                va.update(balanced_accuracy=cm["balanced_accuracy"], macro_f1=cm["macro_f1"], ece=cm["ece"])
+            row = {"epoch": epoch, "lr": lr, **{f"train/{k}": v for k, v in tr.items()},
+                   **{f"val/{k}": v for k, v in _clean(va).items()}}
+            history.append(row)
+            improved = va["loss"] < best_loss
+            if improved:
+                best_loss, best_epoch, best_metrics = va["loss"], epoch, _clean(va)
+            if main_proc:
+                tracker.log(row, step=epoch)
+                state = dist.unwrap(model).state_dict()
+                full_meta = {**meta, "best_epoch": best_epoch, "metrics": best_metrics}
+                if improved:
+                    save_checkpoint(best_path, state, full_meta)
+                save_checkpoint(last_path, state, full_meta, optimizer=optimizer.state_dict(),
+                                scheduler=scheduler.state_dict(), epoch=epoch, rng=torch.get_rng_state(),
+                                best_loss=best_loss, best_epoch=best_epoch, history=history, run_id=run_id)
+            dist.barrier()
+        result = {"checkpoint": str(best_path), "best_epoch": best_epoch, "val": best_metrics,
+                  "run_dir": str(Path(cfg.runs_dir) / run_id), "start_epoch": start_epoch, "history": history}
+        if main_proc:
+            _finish(cfg, tracker, best_path, val_ds, val_loader, criterion, classes, result)
+        return result
+    finally:
+        if tracker is not None:
+            tracker.finish()
+        if distributed:
+            dist.cleanup()
+
+
+def _finish(cfg: TrainConfig, tracker: Tracker, best_path: Path, val_ds: CachedDataset, val_loader: DataLoader,
+            criterion: nn.Module, classes: list[str], result: dict[str, Any]) -> None:
+    """Final per-class metrics and sample predictions of the best model to the tracker; the summary table."""
+    from evbattery.console import table
+
+    tracker.summary(_clean({k: v for k, v in result.items() if k != "history"}))
+    if cfg.input_type != "masks" and best_path.is_file() and tracker.run is not None:
+        from evbattery.evaluation.metrics import classification_metrics
+        from evbattery.models.classifier import load_classifier
+
+        model, _ = load_classifier(best_path)
+        va = evaluate(model, criterion, val_loader, fast=False)
+        cm = classification_metrics(va["y_true"], va["y_pred"], va["probs"], classes)
+        samples = [(val_ds.images[i].permute(1, 2, 0).numpy(), va["y_true"][i], va["y_pred"][i],
+                    float(va["probs"][i].max())) for i in range(min(16, len(val_ds)))]
+        tracker.log_classification("val", va["y_true"], va["y_pred"], classes, cm["per_class"], samples)
+    if cfg.progress:
+        keys = ["train/loss", "train/acc", "val/loss", "val/acc"] + (["val/iou"] if cfg.input_type == "masks" else [])
+        rows = [[r["epoch"], *[r.get(k, float("nan")) for k in keys], r["train/img_per_s"]] for r in result["history"]]
+        table(f"{cfg.model_name}: best epoch {result['best_epoch']} -> {best_path}", ["epoch", *keys, "img/s"],
+              rows, to_stderr=True)
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """Flags for every TrainConfig field (defaults shown); INPUT_TYPE sets the default input type."""
+    p = argparse.ArgumentParser(description="Train an evbattery model", add_help=add_help)
+    defaults = TrainConfig(input_type=os.environ.get("INPUT_TYPE", "images"))
+    for name in field_names():
+        default = getattr(defaults, name)
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"(default {default})")
+        elif name in ("debias", "name", "limit_train"):
+            typ = int if name == "limit_train" else str
+            p.add_argument(flag, type=typ, default=default, help=f"(default {default})")
+        else:
+            p.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from parsed flags ("none" for debias means off)."""
+    values = {k: getattr(args, k) for k in field_names()}
+    if values["debias"] in ("none", ""):
+        values["debias"] = None
+    return TrainConfig(**values)
