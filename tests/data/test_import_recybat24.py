@@ -175,7 +175,8 @@ def test_undecidable_class(release: Manifest, tmp_path: Path) -> None:
 def test_unwritable_output(release: Manifest, tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("x")  # a regular file where a folder must be created (root can write anywhere)
-    _fails(["data", "import-recybat24", str(release.root), "--out", str(blocker / "out")], "a_file")
+    _fails(["data", "import-recybat24", str(release.root), "--out", str(blocker / "out")], "a_file",
+           "is a file, not a folder")
     assert blocker.read_text() == "x"
 
 

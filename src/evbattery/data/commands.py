@@ -47,8 +47,15 @@ def _run_import(fn, out: Path, **kwargs) -> None:
 
     try:
         summary = fn(out=out, **kwargs)
-    except (ValueError, OSError) as e:  # DatasetError / CocoError are ValueErrors; OSError: disk, permissions
+    except ValueError as e:  # DatasetError / CocoError: the message names the file and the problem
         fail(str(e))
+    except OSError as e:  # disk full, permissions, a file where a folder must go
+        fail(f"cannot write {out}: {e.filename or ''}: {e.strerror or e}")
+    if summary.get("unannotated_skipped"):
+        info(f"skipped {summary['unannotated_skipped']} image file(s) without a non-crowd annotation")
+    if summary.get("shared_train_val_photos"):
+        info(f"[yellow]warning[/]: {len(summary['shared_train_val_photos'])} source photo(s) are in both the "
+             "official train and val sets of the release (listed in dataset.json)")
     counts = summary["counts"]
     table(f"imported {summary['images']} images into {out}", ["split", *next(iter(counts.values())), "total"],
           counts_rows(counts))

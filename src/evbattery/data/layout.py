@@ -189,6 +189,8 @@ def check_output_dir(out: Path, overwrite: bool) -> None:
     parent = out.parent
     while not parent.exists():
         parent = parent.parent
+    if not parent.is_dir():
+        raise DatasetError(f"output folder {out} cannot be created: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK):
         raise DatasetError(f"output folder {out} cannot be created: {parent} is not writable")
 

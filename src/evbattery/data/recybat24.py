@@ -84,6 +84,8 @@ def import_recybat24(src: Path, out: Path, seed: int = 42, overwrite: bool = Fal
         items += split_items
         unannotated += n
     groups = {it.group: it.cls for it in items if it.official == "val"}
+    # the release itself may hold one photo in both official splits; we keep its split but say so
+    shared = sorted(groups.keys() & {it.group for it in items if it.official == "train"})
     assign = group_split(groups, VAL_TEST, seed)
     with staged_output(out, overwrite) as tmp:
         writer = Writer(DatasetLayout(tmp))
@@ -95,5 +97,7 @@ def import_recybat24(src: Path, out: Path, seed: int = 42, overwrite: bool = Fal
                         "original_file": str(it.path.relative_to(src))})
         counts = writer.finish({"importer": "recybat24", "path": str(src.resolve()), "seed": seed,
                                 "val_test_split": "official val split 50/50 per class by source photo",
-                                "unannotated_files_skipped": unannotated})
-    return {"counts": counts, "unannotated_skipped": unannotated, "images": len(items)}
+                                "unannotated_files_skipped": unannotated,
+                                "source_photos_in_official_train_and_val": shared})
+    return {"counts": counts, "unannotated_skipped": unannotated, "images": len(items),
+            "shared_train_val_photos": shared}
