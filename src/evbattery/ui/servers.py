@@ -39,9 +39,10 @@ def ui_command(port: int) -> list[str]:
             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
 
 
-def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start a child process with the given extra environment."""
-    return subprocess.Popen(cmd, env={**os.environ, **(env or {})})
+def start(cmd: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+    """Start a child process with the given extra environment (output to log when given)."""
+    out = open(log, "ab") if log is not None else None  # noqa: SIM115 - the child owns it until exit
+    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT if out else None)
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
