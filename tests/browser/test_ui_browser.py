@@ -43,7 +43,7 @@ def page(tmp_path: Path):
 def _upload(page, ui_url: str, data: Path) -> None:
     page.goto(ui_url)
     page.get_by_text("Classify a battery cell").wait_for()
-    image = sorted((data / "test" / "images" / "pouch").glob("*.jpg"))[0]
+    image = min((data / "test" / "images" / "pouch").glob("*.jpg"))
     inputs = page.locator('input[type="file"]')
     inputs.nth(0).set_input_files(str(image))
     inputs.nth(1).set_input_files(str(data / "test" / "masks" / "pouch" / f"{image.stem}.png"))

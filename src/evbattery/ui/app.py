@@ -16,7 +16,7 @@ PAGES_DIR = Path(__file__).parent / "app_pages"
 
 def main() -> None:
     """Build the frame (title, sidebar API URL) and run the selected page."""
-    st.set_page_config(page_title="evbattery", page_icon="🔋", layout="wide")
+    st.set_page_config(page_title="evbattery", page_icon=":material/battery_full:", layout="wide")
     # The API URL is a cross-page control, so it lives here (a widget's identity depends on its page).
     if "api_url" not in st.session_state:
         st.session_state["api_url"] = get_settings().api_url
@@ -25,9 +25,9 @@ def main() -> None:
     st.sidebar.caption("Classifies Li-ion cells (cylindrical / pouch / prismatic) and shows how much "
                        "each model leans on the background.")
     page = st.navigation([
-        st.Page(PAGES_DIR / "classify.py", title="Classify", icon="🔍", default=True),
-        st.Page(PAGES_DIR / "bias_report.py", title="Bias report", icon="📊"),
-        st.Page(PAGES_DIR / "models.py", title="Models", icon="🧠"),
+        st.Page(PAGES_DIR / "classify.py", title="Classify", icon=":material/search:", default=True),
+        st.Page(PAGES_DIR / "bias_report.py", title="Bias report", icon=":material/bar_chart:"),
+        st.Page(PAGES_DIR / "models.py", title="Models", icon=":material/memory:"),
     ])
     page.run()
 

@@ -77,10 +77,10 @@ def show_inputs(resp: dict, image: bytes, mask: bytes | None) -> None:
         cutout = png_bytes(arr) if arr is not None else None
         mask_source = mask_source or local_source
     left, right = st.columns(2)
-    left.image(image, caption="Original", width="stretch")
+    left.image(image, caption="Original", width=320)
     where = MASK_SOURCES.get(mask_source or "", mask_source or "unknown")
     if cutout is not None:
-        right.image(cutout, caption=f"Cutout used (mask from {where})", width="stretch")
+        right.image(cutout, caption=f"Cutout used (mask from {where})", width=320)
     else:
         right.info(f"The cutout was built from a mask predicted by {where}; the cutout model's Grad-CAM "
                    f"below is drawn on it.")
@@ -119,13 +119,13 @@ try:
         resp = cached_call("predict/all", image, mask,
                            lambda: get_client(api_url()).predict_all(image, filename or "upload.png", mask))
 except ApiError as e:
-    st.error(e.message, icon="🚫")
+    st.error(e.message, icon=":material/error:")
     st.stop()
 
 preds = model_predictions(resp)
 show_inputs(resp, image, mask)
 agree, text = verdict(preds, resp.get("mask_source"))
-(st.success if agree else st.warning)(text, icon="✅" if agree else "⚠️")
+(st.success if agree else st.warning)(text, icon=":material/check_circle:" if agree else ":material/warning:")
 if resp.get("latency_ms") is not None:
     st.caption(f"API latency {float(resp['latency_ms']):.0f} ms")
 for col, (name, pred) in zip(st.columns(max(len(preds), 1)), preds.items(), strict=False):

@@ -16,12 +16,12 @@ client = get_client(api_url())
 try:
     models = client.models()
 except ApiError as e:
-    st.error(e.message, icon="🚫")
+    st.error(e.message, icon=":material/error:")
     st.stop()
 
 try:
     client.ready()
-    st.success(f"API at {client.base_url} is ready.", icon="✅")
+    st.success(f"API at {client.base_url} is ready.", icon=":material/check_circle:")
 except ApiError as e:
     st.warning(e.message)
 
