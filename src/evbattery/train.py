@@ -20,9 +20,9 @@ def run(argv: list[str] | None = None) -> int:
     except (DatasetError, CheckpointError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)  # noqa: T201 - CLI entry point
         return 2
-    from evbattery.training import distributed
+    import os
 
-    if distributed.is_main():
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2, default=str))  # noqa: T201
     return 0
 

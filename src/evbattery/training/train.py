@@ -198,6 +198,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         torch.set_rng_state(last["rng"])
         start_epoch, best_loss, best_epoch = last["epoch"] + 1, last["best_loss"], last["best_epoch"]
         history, run_id, best_metrics = list(last["history"]), last["run_id"], dict(last["meta"].get("metrics", {}))
+    run_id = dist.broadcast_object(run_id)  # one run id for all ranks (rank 0's)
     model = dist.wrap_model(model)
     config = cfg.as_dict()
     meta = {"name": cfg.model_name, **meta_base, "image_size": cfg.image_size, "mean": MEAN, "std": STD,

@@ -1,0 +1,134 @@
+"""Training: files, metadata, metric keys, learning on a tiny set, segmenter, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import SIZE, tiny_config
+
+from evbattery.data.layout import DatasetError
+from evbattery.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+META_KEYS = {"name", "arch", "task", "input_type", "classes", "image_size", "mean", "std", "pretrained", "config",
+             "best_epoch", "metrics", "dataset_fingerprint", "dataset_root", "debias", "versions", "created"}
+
+
+def test_debiased_training_writes_checkpoints_and_run_files(debiased_run):
+    cfg, result = debiased_run
+    best = Path(cfg.model_dir) / "best_model_images_debiased.pth"
+    assert result["checkpoint"] == str(best) and result["best_epoch"] == 0
+    ckpt = torch.load(best, weights_only=True)  # plain types only
+    meta = ckpt["meta"]
+    assert META_KEYS <= set(meta)
+    assert meta["name"] == "images_debiased" and meta["input_type"] == "images" and meta["arch"] == "resnet18"
+    assert meta["debias"] == {"method": "bg-swap", "swap_prob": 0.5}
+    assert meta["classes"] == ["cylindrical", "pouch", "prismatic"] and meta["image_size"] == SIZE
+    assert meta["pretrained"] == "none" and meta["config"] == cfg.as_dict()
+    assert meta["dataset_fingerprint"] != "no-card"
+    assert {"loss", "acc", "balanced_accuracy", "macro_f1", "ece"} <= set(meta["metrics"])
+    last = torch.load(Path(cfg.model_dir) / "last_images_debiased.pth", weights_only=True)
+    assert last["epoch"] == 0 and "optimizer" in last and "scheduler" in last
+    run = Path(result["run_dir"])
+    assert json.loads((run / "config.json").read_text())["debias"] == "bg-swap"
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and {"train/loss", "train/acc", "train/img_per_s", "val/loss", "val/acc", "lr"} <= set(rows[0])
+
+
+def test_loss_decreases_on_a_tiny_batch(toy_dataset):
+    from evbattery.data.layout import DatasetLayout
+    from evbattery.data.loaders import CachedDataset
+    from evbattery.data.transforms import normalize
+    from evbattery.models.classifier import build_classifier
+
+    torch.manual_seed(0)
+    ds = CachedDataset(DatasetLayout(toy_dataset), "train", "images", SIZE, limit=8)
+    x, y = normalize(ds.images, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ds.labels
+    model, _ = build_classifier(3, "none")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_segmenter_trains_and_predicts_masks(toy_dataset, tmp_path):
+    from evbattery.models.segmenter import Segmenter
+    from evbattery.training.train import main
+
+    result = main(tiny_config(toy_dataset, tmp_path, input_type="masks", limit_train=16))
+    path = tmp_path / "model" / "segmenter.pth"
+    assert result["checkpoint"] == str(path)
+    seg = Segmenter.from_checkpoint(path)
+    assert seg.meta["task"] == "segmentation" and seg.meta["arch"] == "lraspp_mobilenet_v3_large"
+    assert 0.0 <= seg.meta["metrics"]["iou"] <= 1.0 and seg.meta["image_size"] == SIZE
+    photo = np.full((40, 50, 3), 128, np.uint8)
+    mask = seg.predict_mask(photo)
+    assert mask.shape == (40, 50) and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
+    assert [m.shape for m in seg.predict_masks([photo, photo[:20]])] == [(40, 50), (20, 50)]
+
+
+def _copy(toy: Path, dst: Path) -> Path:
+    shutil.copytree(toy, dst)
+    return dst
+
+
+def test_corrupt_image_and_missing_mask_are_named_before_training(toy_dataset, tmp_path):
+    from evbattery.training.train import main
+
+    data = _copy(toy_dataset, tmp_path / "data")
+    bad = sorted((data / "train/images/pouch").iterdir())[0]
+    bad.write_bytes(b"not a jpeg")
+    gone = sorted((data / "val/masks/prismatic").iterdir())[0]
+    gone.unlink()
+    with pytest.raises(DatasetError, match=bad.name):
+        main(tiny_config(data, tmp_path))
+    bad.unlink()
+    with pytest.raises(DatasetError, match=gone.name):
+        main(tiny_config(data, tmp_path))
+    assert not (tmp_path / "model").exists()  # nothing half-written
+
+
+def test_single_class_and_empty_split_are_clear_errors(toy_dataset, tmp_path):
+    from evbattery.training.train import main
+
+    data = _copy(toy_dataset, tmp_path / "data")
+    for cls in ("pouch", "prismatic"):
+        shutil.rmtree(data / "train/images" / cls)
+    with pytest.raises(DatasetError, match="only .*cylindrical"):
+        main(tiny_config(data, tmp_path))
+    shutil.rmtree(data / "val")
+    with pytest.raises(DatasetError, match="split 'val'"):
+        main(tiny_config(data, tmp_path))
+
+
+def test_checkpoint_of_other_architecture_or_classes_is_refused(toy_dataset, tmp_path, debiased_run):
+    from evbattery.training.train import main
+
+    seg = tmp_path / "seg.pth"
+    save_checkpoint(seg, {"w": torch.zeros(1)}, {"arch": "lraspp_mobilenet_v3_large", "classes": ["bg", "cell"]})
+    with pytest.raises(CheckpointError, match="architecture"):
+        main(tiny_config(toy_dataset, tmp_path, pretrained=str(seg)))
+    other = tmp_path / "other.pth"
+    ckpt = load_checkpoint(debiased_run[1]["checkpoint"])
+    save_checkpoint(other, ckpt["state_dict"], {**ckpt["meta"], "classes": ["aa", "bb", "cc"]})
+    with pytest.raises(CheckpointError, match="classes"):
+        main(tiny_config(toy_dataset, tmp_path, pretrained=str(other)))
+
+
+def test_cli_reports_bad_dataset_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from evbattery.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "nowhere"), "--tracker", "none"])
+    assert res.exit_code == 1
+    assert "does not exist" in res.output and "Traceback" not in res.output
