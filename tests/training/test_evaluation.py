@@ -1,0 +1,73 @@
+"""Evaluation: metric arithmetic on hand-made predictions; evaluation through the Predictor; CLI reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evbattery.evaluation.metrics import classification_metrics, expected_calibration_error
+
+CLASSES = ["cylindrical", "pouch", "prismatic"]
+
+
+def test_metrics_on_hand_made_predictions():
+    y_true = [0, 0, 0, 0, 1, 1, 2, 2]
+    y_pred = [0, 0, 0, 1, 1, 2, 2, 2]
+    probs = np.eye(3)[y_pred] * 0.7 + 0.1  # confidence 0.8 everywhere
+    m = classification_metrics(y_true, y_pred, probs, CLASSES)
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["balanced_accuracy"] == pytest.approx((3 / 4 + 1 / 2 + 1) / 3)
+    assert m["confusion"] == [[3, 1, 0], [0, 1, 1], [0, 0, 2]]
+    assert m["per_class"]["pouch"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    assert m["per_class"]["prismatic"]["precision"] == pytest.approx(2 / 3)
+    f1s = [2 * 1 * 0.75 / 1.75, 0.5, 2 * (2 / 3) / (1 + 2 / 3)]
+    assert m["macro_f1"] == pytest.approx(sum(f1s) / 3)
+    assert m["ece"] == pytest.approx(abs(0.75 - 0.8))  # one bin: |acc - conf|
+
+
+def test_ece_two_bins():
+    probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.55, 0.45]])
+    # bin (0.9, 0.96]: acc 1 vs conf 0.95; bin (0.53, 0.6]: acc 0.5 vs conf 0.55
+    assert expected_calibration_error(probs, [0, 0, 0, 1]) == pytest.approx(0.5 * 0.05 + 0.5 * 0.05)
+
+
+def test_evaluate_model_matches_predictor(toy_dataset, debiased_run):
+    from evbattery.data.layout import DatasetLayout
+    from evbattery.evaluation.evaluate import evaluate_model
+    from evbattery.imageio import load_rgb
+    from evbattery.inference.predictor import Predictor
+
+    layout = DatasetLayout(toy_dataset)
+    pred = Predictor.from_checkpoint(debiased_run[1]["checkpoint"])
+    r = evaluate_model(pred, layout, "test", "cutouts")
+    samples = layout.samples("test")
+    direct = pred.predict([load_rgb(s.cutout) for s in samples])
+    acc = np.mean([p.predicted_class == s.cls for p, s in zip(direct, samples, strict=True)])
+    assert r["n"] == 18 and r["accuracy"] == pytest.approx(acc) and r["input"] == "cutouts"
+    assert {"balanced_accuracy", "macro_f1", "per_class", "confusion", "ece"} <= set(r)
+    assert len(r["misclassified"]) == round((1 - acc) * 18)
+
+
+def test_evaluate_cli_writes_reports_and_cross_table(toy_dataset, debiased_run, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from evbattery.cli import app
+
+    monkeypatch.setenv("EVBATTERY_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("EVBATTERY_RUNS_DIR", str(tmp_path / "runs"))
+    model_dir = Path(debiased_run[0].model_dir)
+    args = ["--data", str(toy_dataset), "--model-dir", str(model_dir), "--tracker", "none"]
+    res = CliRunner().invoke(app, ["evaluate", "--input-type", "images_debiased", *args])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "reports/eval_images_debiased_test.json").read_text())
+    assert rep["model"] == "images_debiased" and rep["n"] == 18
+    assert (tmp_path / "reports/eval_images_debiased_test.png").stat().st_size > 1000
+    res = CliRunner().invoke(app, ["evaluate", "--cross", *args])
+    assert res.exit_code == 0, res.output
+    cross = json.loads((tmp_path / "reports/eval_cross_test.json").read_text())
+    assert cross["models"] == ["images_debiased"] and set(cross["accuracy"]["images_debiased"]) == {"images", "cutouts"}
+    res = CliRunner().invoke(app, ["evaluate", "--input-type", "nosuch", *args])
+    assert res.exit_code == 1 and "not found" in res.output
