@@ -75,11 +75,13 @@ def render_cylindrical(area_px: float, rng: np.random.Generator, light: Light) -
         band = (s > rng.uniform(0.3, 0.7)).astype(np.float32)
     wrap += (pick(LABEL, rng) - wrap) * band[..., None]
     wrap *= (1 - _label_pattern(s * Lp / sc, n, rng) * (rng.random() < 0.7))[..., None]
-    amb = light.ambient
-    diffuse = np.maximum(0, n * lv + nz * lz)
+    # wrapped diffuse + lifted ambient: a glossy wrap catches room light from all sides, and a hard
+    # terminator would make cylinders the only class with a wide brightness range (a colour-stats leak)
+    amb = min(light.ambient + 0.1, 0.6)
+    diffuse = np.maximum(0, (n * lv + nz * lz + 0.4) / 1.4)
     hv_, hz_ = lv, lz + 1.0
     hn = np.hypot(hv_, hz_) + 1e-6
-    spec = np.maximum(0, (n * hv_ + nz * hz_) / hn) ** rng.uniform(20, 80) * rng.uniform(0.25, 0.7)
+    spec = np.maximum(0, (n * hv_ + nz * hz_) / hn) ** rng.uniform(20, 80) * rng.uniform(0.12, 0.45)
     body = wrap * (amb + (1 - amb) * diffuse)[..., None] + 255 * spec[..., None]
 
     # cap: wrap folded over the rim, crimp groove, terminal button (positive) or flat can bottom
@@ -161,17 +163,18 @@ def render_pouch(area_px: float, rng: np.random.Generator, light: Light) -> Cell
             a = rng.uniform(0, np.pi)
             d = (x - cx_) * np.sin(a) - (y - cy_) * np.cos(a)
             hfield -= 0.4 * np.exp(-(d / 0.015) ** 2)
-    hfield = hfield * rng.uniform(0.04, 0.09) * sc + 0.4 * fbm(h, w, 5, 2, rng)
+    hfield = hfield * rng.uniform(0.05, 0.12) * sc + 0.4 * fbm(h, w, 5, 2, rng)
     gy, gx = np.gradient(hfield)
     norm = np.sqrt(gx * gx + gy * gy + 1)
     ndotl = (-gx * lx - gy * ly + lz) / norm
     hxv, hyv, hzv = lx, ly, lz + 1
     hl = np.sqrt(hxv * hxv + hyv * hyv + hzv * hzv)
     spec = np.maximum(0, (-gx * hxv - gy * hyv + hzv) / (norm * hl)) ** rng.uniform(15, 60)
-    lam = pick(BODY, rng)
-    col = np.broadcast_to(lam, (h, w, 3)).copy()
+    lam = pick(BODY, rng) if rng.random() < 0.72 else pick(METAL, rng, 6)  # silver laminate is common
+    g = rng.normal(0, 0.2, 2)  # broad reflection gradient across the flat body
+    col = lam[None, None, :] * (1 + g[0] * x + g[1] * y / max(hy, 1e-3) * 0.5)[..., None]
     rim_mask = (-sdf < rim)[..., None]
-    col = np.where(rim_mask, col * 0.8 + 255 * 0.2, col)
+    col = np.where(rim_mask, col * 0.88 + 255 * 0.1, col)
     if rng.random() < 0.5:  # printed label on the body
         lw, lh = rng.uniform(0.2, 0.5), rng.uniform(0.3, 0.6) * hy
         lx0, ly0 = rng.uniform(-0.15, 0.15), rng.uniform(-0.2, 0.2) * hy

@@ -20,13 +20,18 @@ def _pt(c: np.ndarray, a: float, d: float, off: float = 0.0) -> tuple[float, flo
     return (c[0] + d * np.cos(a) - off * np.sin(a), c[1] + d * np.sin(a) + off * np.cos(a))
 
 
-def draw_distractor(kind: str, size: int, centre: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One distractor on an empty frame: (rgb HxWx3 float, alpha HxW float in [0,1])."""
-    n = size * SS
-    img = Image.new("RGB", (n, n), (0, 0, 0))
-    al = Image.new("L", (n, n), 0)
+def draw_distractor(kind: str, size: int, centre: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice]]:
+    """One distractor near `centre`: (rgb hxwx3 float, alpha hxw float in [0,1], its window in the frame)."""
+    reach = int(np.ceil(150 * size / 256))  # no distractor reaches further from its centre
+    y0, x0 = (max(int(v) - reach, 0) for v in centre[::-1])
+    y1, x1 = (min(int(v) + reach, size) for v in centre[::-1])
+    win = (slice(y0, y1), slice(x0, x1))
+    img = Image.new("RGB", ((x1 - x0) * SS, (y1 - y0) * SS), (0, 0, 0))
+    al = Image.new("L", ((x1 - x0) * SS, (y1 - y0) * SS), 0)
     d, da = ImageDraw.Draw(img), ImageDraw.Draw(al)
-    c = centre * SS
+    c = (centre - [x0, y0]) * SS
+    n = size * SS
     a = rng.uniform(0, 2 * np.pi)
     s = n / 256.0
     if kind == "screw":
@@ -79,4 +84,4 @@ def draw_distractor(kind: str, size: int, centre: np.ndarray, rng: np.random.Gen
         d.line([_pt(c, a, 2 * s, -hw / 5), _pt(c, a, hl - 2 * s, -hw / 5)], fill=_c(col * 0.6 + 100), width=max(1, int(s)))
     rgb = np.asarray(img.reduce(SS), np.float32)
     alpha = np.asarray(al.reduce(SS), np.float32) / 255.0
-    return rgb, alpha
+    return rgb, alpha, win

@@ -80,9 +80,9 @@ def render_prismatic(area_px: float, rng: np.random.Generator, light: Light) -> 
     ldir, amb = light.dir, light.ambient
     hvec = ldir + np.array([0, 0, 1.0])
     hvec /= np.linalg.norm(hvec)
-    can = pick(BODY, rng) if rng.random() < 0.7 else pick(METAL, rng, 5)
+    can = pick(BODY, rng) if rng.random() < 0.8 else pick(METAL, rng, 5)
     top_col = [can, pick(((25, 25, 28), (60, 62, 66), (150, 150, 150)), rng, 5), pick(METAL, rng, 5)][
-        int(rng.choice(3, p=[0.35, 0.4, 0.25]))]
+        int(rng.choice(3, p=[0.5, 0.25, 0.25]))]
     gloss = rng.uniform(0.1, 0.45)
     rgb = np.zeros((h, w, 3), np.float32)
     alpha = np.zeros((h, w), np.float32)
@@ -90,7 +90,7 @@ def render_prismatic(area_px: float, rng: np.random.Generator, light: Light) -> 
     def paint(polys: list[np.ndarray], col: np.ndarray, n_img: np.ndarray, weight: float = 1.0) -> None:
         """Composite flat-shaded polygons (diffuse + specular + a soft gradient across the face)."""
         cov, win = poly_window(polys, h, w)
-        lit = amb + (1 - amb) * max(0.0, float(n_img @ ldir))
+        lit = amb + (1 - amb) * max(0.0, 0.75 * float(n_img @ ldir) + 0.25)  # fill light from the room
         spec = max(0.0, float(n_img @ hvec)) ** 12 * gloss
         g = rng.normal(0, 0.25, 2) / max(h, w)
         ramp = 1 + (xx[win] - w / 2) * g[0] + (yy[win] - h / 2) * g[1]

@@ -75,6 +75,12 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return yy, xx
 
 
+def _paste(a: np.ndarray, win: tuple[slice, slice], size: int) -> np.ndarray:
+    out = np.zeros((size, size), np.float32)
+    out[win] = a
+    return out
+
+
 def _place(canvas: tuple[int, int], size: int, rng: np.random.Generator) -> tuple[int, int]:
     h, w = canvas
     return int(rng.integers(0, max(1, size - h + 1))), int(rng.integers(0, max(1, size - w + 1)))
@@ -125,13 +131,14 @@ def render_scene(cls: str, family: str, size: int, rng: np.random.Generator) -> 
             centre = np.array([xs[j], ys[j]], float)
         else:
             centre = rng.uniform(0, size, 2)
-        rgb, a = draw_distractor(kind, size, centre, rng)
-        if ((a >= 0.5) & (cell_cov >= 0.5) & (occ < 0.5)).sum() > 0.3 * cell_px - (occ >= 0.5)[cell_cov >= 0.5].sum():
+        rgb, a, win = draw_distractor(kind, size, centre, rng)
+        cell_w, occ_w = cell_cov[win] >= 0.5, occ[win]
+        if ((a >= 0.5) & cell_w & (occ_w < 0.5)).sum() > 0.3 * cell_px - float((occ >= 0.5)[cell_cov >= 0.5].sum()):
             continue  # never hide more than ~30 % of the cell
-        _cast_shadow(img, a, light, size * 0.008, rng)
+        _cast_shadow(img, _paste(a, win, size), light, size * 0.008, rng)
         lit = light.ambient + (1 - light.ambient) * light.dir[2]
-        img += (rgb * lit - img) * a[..., None]
-        occ += a * (1 - occ)
+        img[win] += (rgb * lit - img[win]) * a[..., None]
+        occ[win] += a * (1 - occ_w)
         kinds.append(kind)
     mask = ((cell_cov >= 0.5) & (occ < 0.5)).astype(np.uint8) * 255
 
@@ -153,7 +160,7 @@ def render_scene(cls: str, family: str, size: int, rng: np.random.Generator) -> 
     luma = _from_bank(("gauss1",), lambda a, b, r: r.standard_normal((a, b, 1), dtype=np.float32), size, size, rng)
     chroma = _from_bank(("gauss3",), lambda a, b, r: r.standard_normal((a, b, 3), dtype=np.float32), size, size, rng)
     img += luma * sigma + chroma * (sigma * 0.4)
-    image = np.clip(img, 0, 255).round().astype(np.uint8)
+    image = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     meta = {
         "n_cells": n_cells, "area_fraction": round(float((mask > 0).mean()), 5), "target_area": round(area, 5),
         "pose": poses, "occluders": kinds,
