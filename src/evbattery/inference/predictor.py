@@ -74,6 +74,17 @@ class Predictor:
         return cls(classifier_from_checkpoint(ckpt, str(path)), ckpt["meta"], fast=fast, bf16=bf16,
                    source=str(path))
 
+    @classmethod
+    def from_onnx(cls, path: Path | str, meta: dict[str, Any] | None = None, threads: int = 2) -> Predictor:
+        """An ONNX Runtime-backed Predictor from an exported .onnx (meta read from the file if not given)."""
+        from evbattery.inference.onnx import onnx_session
+
+        session, file_meta = onnx_session(path, threads=threads)
+        # The torch model is a placeholder: logits() runs the session; Grad-CAM needs a torch Predictor.
+        pred = cls(torch.nn.Identity(), meta or file_meta, fast=False, bf16=False, source=str(path))
+        pred.backend, pred._session = "onnx", session
+        return pred
+
     @property
     def version(self) -> str:
         """Model version string: name@created (from the checkpoint metadata)."""

@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI): `python -m uvicorn evbattery.api.app:app`."""

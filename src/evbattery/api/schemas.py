@@ -1,0 +1,101 @@
+"""Response models (seed field names kept: predicted_class, confidence, probabilities, model_used)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class PredictionPublic(BaseModel):
+    """One model's prediction."""
+
+    predicted_class: str
+    confidence: float
+    probabilities: dict[str, float]
+    model_used: str
+    model_version: str
+    input_type: str
+
+
+class PredictResponse(PredictionPublic):
+    """POST /predict/image, /predict/cutout, /predict/{name}."""
+
+    mask_source: str | None = Field(None, description="uploaded | alpha | segmenter; null for photo models")
+    latency_ms: float
+
+
+class BothResponse(BaseModel):
+    """POST /predict/both: the image model and the cutout model side by side."""
+
+    image_model: PredictionPublic
+    cutout_model: PredictionPublic
+    note: str
+    agree: bool
+    mask_source: str | None
+    latency_ms: float
+    model_versions: dict[str, str]
+
+
+class AllResponse(BaseModel):
+    """POST /predict/all: every loaded model with an agreement summary."""
+
+    results: dict[str, PredictionPublic]
+    agree: bool
+    note: str
+    majority_class: str | None
+    votes: dict[str, list[str]]
+    mask_source: str | None
+    latency_ms: float
+    model_versions: dict[str, str]
+
+
+class ExplainResponse(BaseModel):
+    """POST /explain/{model}?format=json."""
+
+    model_used: str
+    predicted_class: str
+    confidence: float
+    mask_source: str | None
+    overlay_png_base64: str
+
+
+class ModelInfo(BaseModel):
+    """Metadata of one loaded model."""
+
+    name: str
+    version: str
+    backend: str
+    input_type: str
+    classes: list[str]
+    image_size: int
+    arch: str
+    dataset_fingerprint: str | None = None
+    metrics: dict[str, Any] = {}
+    best_epoch: int | None = None
+    pretrained: str | None = None
+    debias: dict[str, Any] | None = None
+    created: str | None = None
+    source: str
+
+
+class ModelsResponse(BaseModel):
+    """GET /models."""
+
+    models: list[ModelInfo]
+    segmenter: bool
+
+
+class Health(BaseModel):
+    """GET /health and /ready."""
+
+    status: str
+    models: list[str] = []
+    missing: list[str] = []
+    segmenter: bool = False
+
+
+class ErrorDetail(BaseModel):
+    """Every error: {"detail": ...}."""
+
+    detail: Any

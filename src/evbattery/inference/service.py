@@ -1,0 +1,158 @@
+"""The set of loaded models, used generically by the predict CLI and the API.
+
+`ModelService` holds {name: Predictor} for every best_model_<name>.pth (or exported .onnx) in a model
+folder plus the optional segmenter, and answers "these models on this image" in one call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evbattery.inference.cutouts import MaskPredictor, cutout_for, load_segmenter
+from evbattery.inference.predictor import Prediction, Predictor
+from evbattery.models.registry import discover_models, segmenter_path
+
+log = logging.getLogger(__name__)
+
+# Short names the API and CLI accept for the known models.
+ALIASES = {"image": "images", "cutout": "cutouts", "debiased": "images_debiased"}
+NOTE_AGREE = "Models agree"
+NOTE_DISAGREE = "Models disagree – possible background bias"
+BACKENDS = ("torch", "onnx")
+
+
+class UnknownModelError(KeyError):
+    """A model name that is not loaded."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def load_predictors(model_dir: Path, backend: str = "torch", onnx_dir: Path | None = None,
+                    names: Sequence[str] | None = None) -> dict[str, Predictor]:
+    """{name: Predictor} for the classifiers in model_dir; backend "onnx" uses <onnx_dir>/<name>.onnx."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    found = discover_models(model_dir)
+    out: dict[str, Predictor] = {}
+    for name, path in found.items():
+        if names is not None and name not in names:
+            continue
+        if backend == "onnx":
+            onnx_path = Path(onnx_dir or Path(model_dir) / "onnx") / f"{name}.onnx"
+            out[name] = Predictor.from_onnx(onnx_path)
+        else:
+            out[name] = Predictor.from_checkpoint(path)
+    return out
+
+
+def agreement(preds: dict[str, Prediction]) -> dict[str, Any]:
+    """Agreement summary over several models' predictions for one image."""
+    votes: dict[str, list[str]] = {}
+    for name, p in preds.items():
+        votes.setdefault(p.predicted_class, []).append(name)
+    majority = max(votes, key=lambda c: len(votes[c])) if votes else None
+    agree = len(votes) <= 1
+    return {"agree": agree, "note": NOTE_AGREE if agree else NOTE_DISAGREE, "majority_class": majority,
+            "votes": votes}
+
+
+@dataclass
+class ModelService:
+    """Loaded classifiers + optional segmenter; thread-safe because each Predictor is."""
+
+    predictors: dict[str, Predictor] = field(default_factory=dict)
+    segmenter: MaskPredictor | None = None
+    model_dir: Path = Path("model")
+    errors: dict[str, str] = field(default_factory=dict)
+    _explainers: dict[str, Predictor] = field(default_factory=dict, repr=False)
+    _explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def load(cls, model_dir: Path, backend: str = "torch", onnx_dir: Path | None = None) -> ModelService:
+        """Load every model of model_dir (failures are recorded in .errors, not raised)."""
+        svc = cls(model_dir=Path(model_dir))
+        try:
+            svc.predictors = load_predictors(model_dir, backend, onnx_dir)
+        except Exception as e:  # one bad file must not stop the service from reporting what is wrong
+            svc.errors["models"] = f"{type(e).__name__}: {e}"
+        try:
+            svc.segmenter = load_segmenter(segmenter_path(model_dir))
+        except Exception as e:
+            svc.errors["segmenter"] = f"{type(e).__name__}: {e}"
+        return svc
+
+    def resolve(self, name: str) -> str:
+        """Canonical loaded-model name for a name or alias (image, cutout, debiased)."""
+        canonical = ALIASES.get(name, name)
+        if canonical not in self.predictors:
+            known = ", ".join(self.predictors) or "none"
+            raise UnknownModelError(f"model {name!r} is not loaded (loaded: {known})")
+        return canonical
+
+    def missing(self, required: Sequence[str] = ("images", "cutouts")) -> list[str]:
+        """Names of the required models (and the segmenter, when a cutout model is loaded) not loaded."""
+        miss = [n for n in required if n not in self.predictors]
+        return miss
+
+    def needs_cutout(self, names: Sequence[str]) -> bool:
+        """True if any of the named models takes cutouts."""
+        return any(self.predictors[n].input_type == "cutouts" for n in names)
+
+    def run(self, names: Sequence[str], image: np.ndarray, alpha_mask: np.ndarray | None = None,
+            uploaded_mask: np.ndarray | None = None) -> dict[str, Any]:
+        """Run the named models on one RGB image -> {"predictions", "mask_source", "latency_ms"}.
+
+        Photo models get the photo; cutout models get the cutout of the policy in inference.cutouts.
+        An RGBA cutout (alpha) sent to a photo model is fed as its RGB pixels, as sent.
+        """
+        t0 = time.perf_counter()
+        cutout, mask_source = None, None
+        if self.needs_cutout(names):
+            cutout, _, mask_source = cutout_for(image, uploaded_mask, alpha_mask, self.segmenter)
+        preds, model_ms = {}, {}
+        for n in names:
+            p, t1 = self.predictors[n], time.perf_counter()
+            preds[n] = p.predict([cutout if p.input_type == "cutouts" else image])[0]
+            model_ms[n] = (time.perf_counter() - t1) * 1000.0
+        return {"predictions": preds, "mask_source": mask_source, "model_ms": model_ms,
+                "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3)}
+
+    def explain(self, name: str, image: np.ndarray, alpha_mask: np.ndarray | None = None,
+                uploaded_mask: np.ndarray | None = None) -> dict[str, Any]:
+        """Grad-CAM of a model on one image -> {"overlay" HxWx3 uint8, "prediction", "mask_source"}."""
+        from evbattery.explain.gradcam import gradcam_maps, overlay
+
+        pred = self.predictors[name]
+        x, mask_source = image, None
+        if pred.input_type == "cutouts":
+            x, _, mask_source = cutout_for(image, uploaded_mask, alpha_mask, self.segmenter)
+        with self._explain_lock:
+            # Grad-CAM hooks a torch model: use a private fp32 copy so served inference is untouched.
+            if name not in self._explainers:
+                self._explainers[name] = Predictor.from_checkpoint(discover_models(self.model_dir)[name], fast=False)
+            ex = self._explainers[name]
+            batch = ex.prepare(x)[None]
+            prediction = ex.predict_batch(batch)[0]
+            cam = gradcam_maps(ex, batch)[0]
+        return {"overlay": overlay(x, cam), "prediction": prediction, "mask_source": mask_source}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Metadata of every loaded model (for /models)."""
+        out = []
+        for name, p in self.predictors.items():
+            m = p.meta
+            out.append({"name": name, "version": p.version, "backend": p.backend, "input_type": p.input_type,
+                        "classes": p.classes, "image_size": p.image_size, "arch": m.get("arch", "resnet18"),
+                        "dataset_fingerprint": m.get("dataset_fingerprint"), "metrics": m.get("metrics") or {},
+                        "best_epoch": m.get("best_epoch"), "pretrained": m.get("pretrained"),
+                        "debias": m.get("debias"), "created": m.get("created"), "source": p.source})
+        return out

@@ -1,0 +1,35 @@
+"""ONNX export: one self-contained file per model whose ORT logits match torch fp32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from serving_models import toy_test_files
+
+from evbattery.imageio import load_rgb
+from evbattery.inference.onnx import export_onnx, max_abs_diff, read_onnx_meta
+from evbattery.inference.predictor import Predictor
+from evbattery.models.registry import discover_models
+
+
+def test_onnx_export_parity(model_dir: Path, toy_dataset: Path, tmp_path: Path) -> None:
+    ckpt = discover_models(model_dir)["images"]
+    torch_pred = Predictor.from_checkpoint(ckpt, fast=False)
+    out = export_onnx(ckpt, tmp_path / "images.onnx")
+    assert out.is_file() and not list(tmp_path.glob("*.data")), "weights must be inside the .onnx"
+    meta = read_onnx_meta(out)
+    assert meta["classes"] == torch_pred.classes and meta["image_size"] == 64
+    onnx_pred = Predictor.from_onnx(out)
+    assert onnx_pred.backend == "onnx" and onnx_pred.name == "images"
+    images = [load_rgb(p) for p, _, _ in toy_test_files(toy_dataset)]
+    for n in (1, 5):  # dynamic batch axis
+        batch = torch.stack([torch_pred.prepare(im) for im in images[:n]])
+        a, b = torch_pred.logits(batch), onnx_pred.logits(batch)
+        assert a.shape == b.shape == (n, 3)
+        assert max_abs_diff(a, b) < 1e-3
+    pa = [p.predicted_class for p in torch_pred.predict(images)]
+    pb = [p.predicted_class for p in onnx_pred.predict(images)]
+    assert pa == pb
+    assert np.isfinite(onnx_pred.logits(batch)).all()
