@@ -29,6 +29,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 from evbattery.data import commands as _data_commands  # noqa: E402,F401
 from evbattery.data.synth import commands as _synth_commands  # noqa: E402,F401
 from evbattery.training import commands as _training_commands  # noqa: E402,F401
+from evbattery.evaluation import bias_commands as _bias_commands  # noqa: E402,F401
 from evbattery.ui import commands as _ui_commands  # noqa: E402,F401
 
 def main() -> None:

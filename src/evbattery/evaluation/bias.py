@@ -1,0 +1,278 @@
+"""The background-bias suite: Backgrounds-Challenge variants of a split, every model on every variant.
+
+Xiao et al. 2020 ("Noise or Signal"): Original, Only-FG, No-FG, Only-BG-T, Mixed-Same / Mixed-Rand /
+Mixed-Next; Sagawa et al. 2020: worst-group accuracy over (class x background family). Models are
+found generically (every best_model_<name>.pth); a photo model sees the variant photo, a cutout
+model (meta input_type == "cutouts") sees the variant's cutout made with the true mask and, when
+model/segmenter.pth exists, with the segmenter's predicted mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from evbattery.data.cutouts import make_cutout
+from evbattery.data.layout import DatasetLayout, Sample
+from evbattery.data.variants import MIXED_VARIANTS, SINGLE_VARIANTS, VARIANT_NAMES, mixed, resize_to
+from evbattery.evaluation.bias_metrics import (
+    accuracy,
+    bg_gap,
+    group_accuracy,
+    pairwise_agreement,
+    share_histogram,
+    worst_group,
+)
+from evbattery.explain.gradcam import energy_inside, gradcam_maps, overlay
+from evbattery.imageio import load_mask, load_rgb
+from evbattery.inference.predictor import Predictor
+from evbattery.models.registry import discover_models, segmenter_path
+
+__all__ = ["bg_gap", "build_variant", "choose_partners", "group_accuracy", "run_bias_suite", "worst_group"]
+
+# Card keys that may hold an image's background family (the toy data and the generator write "background").
+FAMILY_KEYS = ("background", "background_family", "family")
+SOURCES = {"photo": "the variant photo", "true": "cutout with the true mask",
+           "pred": "cutout with the segmenter's mask"}
+
+
+@dataclass
+class SplitData:
+    """A split loaded into memory: photos, masks, class indices, background families."""
+
+    samples: list[Sample]
+    images: list[np.ndarray]
+    masks: list[np.ndarray]
+    labels: np.ndarray
+    families: list[str | None]
+    classes: tuple[str, ...]
+
+    @property
+    def groups(self) -> list[str] | None:
+        """'<class>|<family>' per image, or None when any family is unknown."""
+        if any(f is None for f in self.families):
+            return None
+        return [f"{self.classes[y]}|{f}" for y, f in zip(self.labels, self.families, strict=True)]
+
+
+def family_of(meta: dict[str, Any]) -> str | None:
+    """The background family recorded for an image in the card, if any."""
+    for k in FAMILY_KEYS:
+        v = meta.get(k)
+        if isinstance(v, str) and v:
+            return v
+        if isinstance(v, dict) and isinstance(v.get("family"), str):
+            return v["family"]
+    return None
+
+
+def load_split(layout: DatasetLayout, split: str, limit: int | None = None, seed: int = 0,
+               progress: bool = True) -> SplitData:
+    """Read a split's photos and masks (a seeded subset of `limit` images when given)."""
+    samples = layout.require_split(split)
+    if limit is not None and limit < len(samples):
+        keep = np.sort(np.random.default_rng(seed).choice(len(samples), size=limit, replace=False))
+        samples = [samples[i] for i in keep]
+    card_images = layout.read_card().get("images", {})
+    images, masks = [], []
+    for s in tqdm(samples, desc=f"load {split}", unit="img", disable=not progress):
+        images.append(load_rgb(s.image))
+        masks.append(resize_to(load_mask(s.mask), images[-1].shape[:2], is_mask=True))
+    labels = np.array([layout.classes.index(s.cls) for s in samples])
+    families = [family_of(card_images.get(s.key, {})) for s in samples]
+    return SplitData(samples, images, masks, labels, families, tuple(layout.classes))
+
+
+def choose_partners(labels: np.ndarray, n_classes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded background partner of every image for each Mixed variant.
+
+    mixed_same: another image of the same class; mixed_rand: any other image (uniform);
+    mixed_next: an image of the next class index (the next non-empty class cyclically).
+    An image without a possible partner gets itself.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    idx = np.arange(len(labels))
+    present = sorted(set(labels.tolist()))
+    out: dict[str, list[int]] = {v: [] for v in MIXED_VARIANTS}
+    for i, y in enumerate(labels):
+        pools = {"mixed_same": idx[(labels == y) & (idx != i)], "mixed_rand": idx[idx != i]}
+        nxt = next((c for k in range(1, n_classes + 1) if (c := (y + k) % n_classes) in present and c != y), None)
+        pools["mixed_next"] = idx[labels == nxt] if nxt is not None else idx[:0]
+        for v in MIXED_VARIANTS:
+            out[v].append(int(rng.choice(pools[v])) if len(pools[v]) else i)
+    return {v: np.array(p, dtype=int) for v, p in out.items()}
+
+
+def build_variant(name: str, images: list[np.ndarray], masks: list[np.ndarray],
+                  partners: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Every image's `name` variant (the Mixed ones use partners[name] as background donors)."""
+    if name in SINGLE_VARIANTS:
+        fn = SINGLE_VARIANTS[name]
+        return [fn(im, m) for im, m in zip(images, masks, strict=True)]
+    if name in MIXED_VARIANTS:
+        return [mixed(im, m, images[j], masks[j])
+                for im, m, j in zip(images, masks, partners[name], strict=True)]
+    raise ValueError(f"unknown variant {name!r}; expected one of {', '.join(VARIANT_NAMES)}")
+
+
+@dataclass
+class Evaluation:
+    """One (model, input source) pair the suite scores; label e.g. 'images' or 'cutouts[pred]'."""
+
+    label: str
+    model: str
+    predictor: Predictor
+    source: str
+    preds: dict[str, np.ndarray] = field(default_factory=dict)
+    shares: list[float] = field(default_factory=list)  # Grad-CAM energy inside the mask, on Original
+    example_inputs: list[tuple[int, str, np.ndarray]] = field(default_factory=list)  # (example, variant, input)
+
+
+def plan_evaluations(model_dir: Path, with_segmenter: bool) -> list[Evaluation]:
+    """An Evaluation per photo model, and per mask source for every cutout model."""
+    evals = []
+    for name, path in discover_models(model_dir).items():
+        pred = Predictor.from_checkpoint(path)
+        if pred.input_type == "cutouts":
+            evals.append(Evaluation(f"{name}[true]", name, pred, "true"))
+            if with_segmenter:
+                evals.append(Evaluation(f"{name}[pred]", name, pred, "pred"))
+        else:
+            evals.append(Evaluation(name, name, pred, "photo"))
+    return evals
+
+
+def load_segmenter(model_dir: Path) -> tuple[Any, str | None]:
+    """(Segmenter or None, note explaining why there is none)."""
+    path = segmenter_path(model_dir)
+    if not path.is_file():
+        return None, f"no segmenter at {path}: cutout models scored with true masks only"
+    try:
+        from evbattery.models.segmenter import Segmenter
+    except ImportError as e:
+        return None, f"segmenter module unavailable ({e}): cutout models scored with true masks only"
+    return Segmenter.from_checkpoint(path), None
+
+
+def predict_indices(predictor: Predictor, images: list[np.ndarray], classes: tuple[str, ...],
+                    batch_size: int = 64) -> np.ndarray:
+    """Predicted class of every image as an index into `classes` (mapped by name from the model's order)."""
+    to_ds = np.array([classes.index(c) if c in classes else -1 for c in predictor.classes])
+    out = []
+    for i in range(0, len(images), batch_size):
+        batch = torch.stack([predictor.prepare(im) for im in images[i:i + batch_size]])
+        out.append(to_ds[predictor.logits(batch).argmax(axis=1)])
+    return np.concatenate(out) if out else np.zeros(0, dtype=int)
+
+
+def cam_shares(predictor: Predictor, inputs: list[np.ndarray], masks: list[np.ndarray],
+               batch_size: int = 32) -> list[float]:
+    """Grad-CAM (layer4, predicted class) energy share inside each true mask."""
+    s = predictor.image_size
+    shares: list[float] = []
+    for i in range(0, len(inputs), batch_size):
+        batch = torch.stack([predictor.prepare(im) for im in inputs[i:i + batch_size]])
+        for cam, m in zip(gradcam_maps(predictor, batch), masks[i:i + batch_size], strict=True):
+            shares.append(energy_inside(cam, resize_to(m, (s, s), is_mask=True)))
+    return shares
+
+
+@dataclass
+class BiasResult:
+    """The suite's JSON-ready summary plus example pictures for the report figure."""
+
+    summary: dict[str, Any]
+    examples: list[dict[str, Any]]
+
+
+def _nanmean(v: list[float]) -> float | None:
+    a = np.asarray(v, dtype=float)
+    return float(np.nanmean(a)) if np.isfinite(a).any() else None
+
+
+def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: int = 0,
+                   limit: int | None = None, cam_limit: int = 96, n_examples: int = 2,
+                   progress: bool = True) -> BiasResult:
+    """Score every discovered model on every variant of a split; returns summary + examples."""
+    layout = DatasetLayout(Path(data_dir))
+    seg, note = load_segmenter(Path(model_dir))
+    notes = [note] if note else []
+    evals = plan_evaluations(Path(model_dir), seg is not None)
+    if not evals:
+        raise FileNotFoundError(f"no best_model_<name>.pth checkpoints in {model_dir}")
+    data = load_split(layout, split, limit, seed, progress)
+    partners = choose_partners(data.labels, len(data.classes), seed)
+    n = len(data.images)
+    rng = np.random.default_rng(seed + 1)
+    example_idx = sorted(rng.choice(n, size=min(n_examples, n), replace=False).tolist())
+    examples: list[dict[str, Any]] = [{"sample": data.samples[i].key, "variants": {}, "overlays": {}}
+                                      for i in example_idx]
+    sources = {e.source for e in evals}
+    seg_iou: list[float] = []
+    for variant in tqdm(VARIANT_NAMES, desc="variants", disable=not progress):
+        photos = build_variant(variant, data.images, data.masks, partners)
+        inputs = {"photo": photos}
+        if "true" in sources:
+            inputs["true"] = [make_cutout(p, m) for p, m in zip(photos, data.masks, strict=True)]
+        if "pred" in sources:
+            pmasks = seg.predict_masks(photos)
+            inputs["pred"] = [make_cutout(p, m) for p, m in zip(photos, pmasks, strict=True)]
+            if variant == "original":
+                seg_iou = [_iou(p, t) for p, t in zip(pmasks, data.masks, strict=True)]
+        for ex, i in zip(examples, example_idx, strict=True):
+            ex["variants"][variant] = photos[i]
+        for ev in evals:
+            ev.preds[variant] = predict_indices(ev.predictor, inputs[ev.source], data.classes)
+            ev.example_inputs += [(k, variant, inputs[ev.source][i]) for k, i in enumerate(example_idx)]
+        if variant == "original":
+            cam_idx = np.sort(rng.choice(n, size=min(cam_limit, n), replace=False))
+            for ev in evals:
+                ins = inputs[ev.source]
+                ev.shares = cam_shares(ev.predictor, [ins[i] for i in cam_idx], [data.masks[i] for i in cam_idx])
+    for ev in evals:  # one Grad-CAM batch per model for all example pictures
+        if ev.example_inputs:
+            batch = torch.stack([ev.predictor.prepare(im) for _, _, im in ev.example_inputs])
+            for (k, variant, im), cam in zip(ev.example_inputs, gradcam_maps(ev.predictor, batch), strict=True):
+                examples[k]["overlays"].setdefault(ev.label, {})[variant] = overlay(im, cam)
+    groups = data.groups
+    if groups is None:
+        notes.append("the dataset card records no background family for some images: no group accuracy")
+    models = {}
+    for ev in evals:
+        acc = {v: accuracy(data.labels, ev.preds[v]) for v in VARIANT_NAMES}
+        entry: dict[str, Any] = {
+            "model": ev.model, "input_type": ev.predictor.input_type, "source": ev.source,
+            "source_description": SOURCES[ev.source], "checkpoint": ev.predictor.source,
+            "debias": ev.predictor.meta.get("debias"), "n": n, "accuracy": acc, "bg_gap": bg_gap(acc),
+            "bg_only_accuracy": {v: acc[v] for v in ("no_fg", "only_bg_t")},
+            "gradcam_inside": {"mean": _nanmean(ev.shares), "n": len(ev.shares),
+                               "median": float(np.nanmedian(ev.shares)) if _nanmean(ev.shares) is not None
+                               else None, "histogram": share_histogram(ev.shares)},
+        }
+        if groups is not None:
+            per = group_accuracy(data.labels, ev.preds["original"], groups)
+            entry["groups"] = per
+            entry["worst_group"] = worst_group(per)
+            entry["mean_group_accuracy"] = float(np.mean([g["accuracy"] for g in per.values()]))
+        models[ev.label] = entry
+    summary = {
+        "split": split, "data_dir": str(data_dir), "model_dir": str(model_dir), "seed": seed, "n_images": n,
+        "classes": list(data.classes), "variants": list(VARIANT_NAMES), "evaluations": models,
+        "agreement_original": pairwise_agreement(data.labels, {e.label: e.preds["original"] for e in evals}),
+        "segmenter_iou_original": _nanmean(seg_iou) if seg_iou else None,
+        "families": sorted({f for f in data.families if f}), "notes": notes,
+    }
+    return BiasResult(summary, examples)
+
+
+def _iou(pred: np.ndarray, true: np.ndarray) -> float:
+    """IoU of two 0/255 masks (NaN when both are empty)."""
+    a, b = pred >= 128, true >= 128
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else float("nan")

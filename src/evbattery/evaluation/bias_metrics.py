@@ -1,0 +1,80 @@
+"""Pure arithmetic of the background-bias analysis, on plain arrays of labels and predictions.
+
+BG-Gap (Xiao et al. 2020): acc(Mixed-Same) - acc(Mixed-Rand), how much a model gains when the
+background agrees with the cell's class. Worst-group accuracy (Sagawa et al. 2020): the lowest
+accuracy over (class x background family) groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+import numpy as np
+
+
+def accuracy(labels: Sequence[int], preds: Sequence[int]) -> float:
+    """Share of predictions equal to the labels (NaN for no samples)."""
+    y, p = np.asarray(labels), np.asarray(preds)
+    if y.shape != p.shape:
+        raise ValueError(f"labels {y.shape} and predictions {p.shape} differ in length")
+    return float((y == p).mean()) if len(y) else float("nan")
+
+
+def bg_gap(acc_by_variant: dict[str, float]) -> float:
+    """BG-Gap = acc(mixed_same) - acc(mixed_rand), in the units of the accuracies given."""
+    return float(acc_by_variant["mixed_same"] - acc_by_variant["mixed_rand"])
+
+
+def group_accuracy(labels: Sequence[int], preds: Sequence[int], groups: Sequence[str]) -> dict[str, dict]:
+    """{group: {"accuracy", "n"}} for every group present (sorted by name)."""
+    y, p, g = np.asarray(labels), np.asarray(preds), np.asarray(groups)
+    if not (len(y) == len(p) == len(g)):
+        raise ValueError(f"labels ({len(y)}), predictions ({len(p)}) and groups ({len(g)}) differ in length")
+    out = {}
+    for name in sorted(set(g.tolist())):
+        sel = g == name
+        out[str(name)] = {"accuracy": float((y[sel] == p[sel]).mean()), "n": int(sel.sum())}
+    return out
+
+
+def worst_group(per_group: dict[str, dict], min_n: int = 1) -> dict | None:
+    """The group with the lowest accuracy among groups with >= min_n samples: {"group", "accuracy", "n"}.
+
+    Ties go to the group whose name sorts first, so the answer is deterministic.
+    """
+    cands = [(v["accuracy"], k, v["n"]) for k, v in per_group.items() if v["n"] >= min_n]
+    if not cands:
+        return None
+    acc, name, n = min(cands)
+    return {"group": name, "accuracy": float(acc), "n": int(n)}
+
+
+def share_histogram(values: Sequence[float], bins: int = 10) -> dict[str, list]:
+    """Histogram of shares in [0, 1] (NaNs dropped): {"edges", "counts"}."""
+    v = np.asarray(values, dtype=float)
+    counts, edges = np.histogram(v[~np.isnan(v)], bins=bins, range=(0.0, 1.0))
+    return {"edges": [round(float(e), 4) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def pairwise_agreement(labels: Sequence[int], preds: dict[str, Sequence[int]]) -> list[dict]:
+    """For every pair of models: agreement rate and, among disagreements, who was wrong.
+
+    a_wrong = a wrong while b right; b_wrong = the reverse; both_wrong = both wrong (and different).
+    Shares are of the disagreements (NaN when the two never disagree).
+    """
+    y = np.asarray(labels)
+    out = []
+    for a, b in combinations(preds, 2):
+        pa, pb = np.asarray(preds[a]), np.asarray(preds[b])
+        dis = pa != pb
+        n_dis = int(dis.sum())
+        a_wrong = int((dis & (pa != y) & (pb == y)).sum())
+        b_wrong = int((dis & (pb != y) & (pa == y)).sum())
+        both = n_dis - a_wrong - b_wrong
+        share = (lambda k, d=n_dis: k / d if d else float("nan"))
+        out.append({"a": a, "b": b, "n": len(y), "agreement": float((~dis).mean()) if len(y) else float("nan"),
+                    "disagreements": n_dis, "a_wrong": a_wrong, "b_wrong": b_wrong, "both_wrong": both,
+                    "a_wrong_share": share(a_wrong), "b_wrong_share": share(b_wrong),
+                    "both_wrong_share": share(both)})
+    return out

@@ -1,0 +1,229 @@
+"""The bias sweep: for each bias level rho, synthesise data, train every model, run the bias suite.
+
+    <out>/rho_<r>/data/          generated dataset (train/val biased by rho, test balanced)
+    <out>/rho_<r>/model/         best_model_<name>.pth per model + segmenter.pth
+    <out>/rho_<r>/bias/          the suite's report (its report.json marks the level as done)
+    <out>/segmenter/             the segmenter, trained once on the first level and reused
+    <out>/sweep.{json,md,png}    Original / Mixed-Rand / worst-group accuracy against rho, one line per model
+
+Resumable: a level with bias/report.json is skipped; inside a level, existing data and checkpoints are
+kept (all of them are written atomically, so an interrupted run never leaves a half file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from evbattery.data.layout import atomic_write_text
+from evbattery.models.registry import model_path, segmenter_path
+
+log = logging.getLogger(__name__)
+
+# What each model of the sweep is, as TrainConfig overrides (issue 8: the debiased model is one more line).
+MODEL_RECIPES: dict[str, dict[str, Any]] = {
+    "images": {"input_type": "images"},
+    "cutouts": {"input_type": "cutouts"},
+    "images_debiased": {"input_type": "images", "debias": "bg-swap"},
+}
+# Measured here (fp32 + channels_last, 2 cores, others on the CPU): ~30 training img/s at 128 px;
+# cost scales with pixels. Inference ~3x a training step; generation ~0.01 s per 96-px image per core.
+TRAIN_IMG_S_AT_128 = 30.0
+INFER_SPEEDUP = 3.0
+GEN_S_PER_IMG_96 = 0.02
+
+
+@dataclass(frozen=True)
+class SweepProfile:
+    """Data size and training recipe of one sweep level."""
+
+    name: str
+    image_size: int
+    n_train: int          # images in the split (classes cycle, so balanced)
+    n_val: int
+    n_test: int           # a multiple of 27 = 3 classes x 9 families keeps every group equal
+    epochs: int
+    seg_epochs: int
+    batch_size: int = 32
+    lr: float = 1e-3
+    swap_prob: float = 0.5
+    models: tuple[str, ...] = ("images", "cutouts", "images_debiased")
+    cam_limit: int = 96
+    workers: int = 2
+    pretrained: str = "auto"
+
+    def describe(self) -> str:
+        """One line for the console."""
+        return (f"{self.image_size} px, {self.n_train}/{self.n_val}/{self.n_test} train/val/test images, {self.epochs} epochs, models {', '.join(self.models)}, "
+                f"segmenter {self.seg_epochs} epochs")
+
+
+PROFILES: dict[str, SweepProfile] = {
+    # <= 20 min on a 2-core CPU for 4 levels (estimate printed up front).
+    "quick": SweepProfile("quick", image_size=96, n_train=576, n_val=96, n_test=216, epochs=6, seg_epochs=3),
+    # A bigger machine: the recipe that made the image model find the cell (DESIGN.md: ~3,000 images, long schedule).
+    "full": SweepProfile("full", image_size=224, n_train=3000, n_val=450, n_test=810, epochs=30, seg_epochs=10,
+                         batch_size=64, cam_limit=256, workers=8),
+    # Tests and smoke runs only: proves the plumbing in well under 2 minutes, says nothing about bias.
+    "smoke": SweepProfile("smoke", image_size=64, n_train=12, n_val=6, n_test=27, epochs=1, seg_epochs=1,
+                          batch_size=8, cam_limit=8, workers=1, pretrained="none"),
+}
+
+
+def estimate_seconds(p: SweepProfile, n_levels: int, train_segmenter: bool = True) -> float:
+    """Rough wall-clock estimate of a sweep on the 2-core CPU (see the constants above)."""
+    train_rate = TRAIN_IMG_S_AT_128 * (128 / p.image_size) ** 2
+    infer_rate = train_rate * INFER_SPEEDUP
+    n_tr, n_va, n_te = p.n_train, p.n_val, p.n_test
+    per_model = p.epochs * (n_tr / train_rate + n_va / infer_rate)
+    n_evals = len(p.models) + ("cutouts" in p.models)  # cutouts scored with true and predicted masks
+    suite = (7 * n_te * (n_evals + 1)) / infer_rate + min(p.cam_limit, n_te) * n_evals / train_rate
+    gen = (n_tr + n_va + n_te) * GEN_S_PER_IMG_96 * (p.image_size / 96) ** 2 / 2
+    seg = p.seg_epochs * n_tr / train_rate if train_segmenter else 0.0
+    return n_levels * (len(p.models) * per_model + suite + gen) + seg
+
+
+def level_dir(out: Path, rho: float) -> Path:
+    """<out>/rho_<r>."""
+    return Path(out) / f"rho_{rho:g}"
+
+
+def _train(p: SweepProfile, data: Path, model_dir: Path, runs: Path, seed: int, name: str | None,
+           **overrides: Any) -> dict[str, Any]:
+    from evbattery.training.config import TrainConfig
+    from evbattery.training.train import main as train_main
+
+    cfg = TrainConfig(data_dir=str(data), model_dir=str(model_dir), runs_dir=str(runs), epochs=p.epochs,
+                      batch_size=p.batch_size, lr=p.lr, image_size=p.image_size, seed=seed,
+                      pretrained=p.pretrained, tracker="none", name=name, **overrides)
+    return train_main(cfg)
+
+
+def ensure_segmenter(p: SweepProfile, out: Path, data: Path, seed: int) -> Path:
+    """The sweep's segmenter: trained once (on the first level's data) into <out>/segmenter/."""
+    seg_dir = Path(out) / "segmenter"
+    target = segmenter_path(seg_dir)
+    if target.is_file():
+        return target
+    _train(p, data, seg_dir, Path(out) / "runs", seed, None, input_type="masks")
+    if not target.is_file():  # accept the classifier-style name too
+        alt = model_path(seg_dir, "segmenter")
+        if not alt.is_file():
+            raise RuntimeError(f"segmenter training wrote neither {target} nor {alt}")
+        os.replace(alt, target)
+    return target
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Hard-link (or copy) a file into a level's model folder."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def run_level(rho: float, p: SweepProfile, out: Path, seed: int, segmenter: Path | None) -> dict[str, Any]:
+    """Data, models, segmenter and bias report of one level; returns the report summary."""
+    from evbattery.data.synth.generate import generate_dataset
+    from evbattery.evaluation.bias import run_bias_suite
+    from evbattery.evaluation.bias_report import write_bias_report
+
+    d = level_dir(out, rho)
+    data, models = d / "data", d / "model"
+    if not (data / "dataset.json").is_file():
+        log.info("rho=%g: generating data in %s", rho, data)
+        generate_dataset(out=data, n_train=p.n_train, n_val=p.n_val, n_test=p.n_test, size=p.image_size,
+                         bias=rho, seed=seed, workers=p.workers, overwrite=True, progress=True)
+    for name in p.models:
+        if not model_path(models, name).is_file():
+            log.info("rho=%g: training %s", rho, name)
+            _train(p, data, models, d / "runs", seed, name, swap_prob=p.swap_prob, **MODEL_RECIPES[name])
+    _place(segmenter or ensure_segmenter(p, out, data, seed), segmenter_path(models))
+    result = run_bias_suite(data, models, split="test", seed=seed, cam_limit=p.cam_limit)
+    result.summary["rho"] = rho
+    result.summary["profile"] = asdict(p)
+    write_bias_report(result, d / "bias")
+    return json.loads((d / "bias" / "report.json").read_text())
+
+
+HEADLINES = (("original", "Original"), ("mixed_rand", "Mixed-Rand"), ("worst_group", "Worst group"))
+
+
+def headline(entry: dict[str, Any]) -> dict[str, float | None]:
+    """Original, Mixed-Rand, worst-group accuracy and BG-Gap of one evaluation of a report."""
+    wg = entry.get("worst_group") or {}
+    return {"original": entry["accuracy"]["original"], "mixed_rand": entry["accuracy"]["mixed_rand"],
+            "worst_group": wg.get("accuracy"), "bg_gap": entry["bg_gap"]}
+
+
+def run_sweep(rhos: list[float], p: SweepProfile, out: Path, seed: int = 0,
+              segmenter: Path | None = None) -> dict[str, Any]:
+    """Every level (skipping finished ones), then sweep.json / sweep.md / sweep.png; returns the summary."""
+    out = Path(out)
+    levels: dict[str, dict[str, Any]] = {}
+    for rho in rhos:
+        done = level_dir(out, rho) / "bias" / "report.json"
+        if done.is_file():
+            log.info("rho=%g: results exist (%s), skipped", rho, done)
+            report = json.loads(done.read_text())
+        else:
+            report = run_level(rho, p, out, seed, segmenter)
+        levels[f"{rho:g}"] = {label: headline(e) for label, e in report["evaluations"].items()}
+    summary = {"profile": asdict(p), "seed": seed, "levels": levels}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "sweep.json", json.dumps(summary, indent=2) + "\n")
+    cols, rows = sweep_rows(summary)
+    md = [f"# Bias sweep ({p.name} profile)", "", p.describe(), "", "Accuracies in % on the balanced test split.",
+          "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols), *["| " + " | ".join(r) + " |" for r in rows],
+          "", "![sweep](sweep.png)", ""]
+    atomic_write_text(out / "sweep.md", "\n".join(md))
+    plot_sweep(summary, out / "sweep.png")
+    return summary
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Table: one row per (rho, model)."""
+    cols = ["rho", "model", "Original", "Mixed-Rand", "BG-Gap", "worst group"]
+    rows = [[rho, label, _pct(h["original"]), _pct(h["mixed_rand"]), _pct(h["bg_gap"]), _pct(h["worst_group"])]
+            for rho, ev in summary["levels"].items() for label, h in ev.items()]
+    return cols, rows
+
+
+def plot_sweep(summary: dict[str, Any], path: Path) -> Path:
+    """Three panels (Original, Mixed-Rand, worst group) of accuracy against rho, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rhos = list(summary["levels"])
+    labels = list(dict.fromkeys(lab for ev in summary["levels"].values() for lab in ev))
+    fig, axes = plt.subplots(1, len(HEADLINES), figsize=(4.2 * len(HEADLINES), 3.8), sharey=True)
+    for ax, (key, title) in zip(axes, HEADLINES, strict=True):
+        for lab in labels:
+            pts = [(float(r), summary["levels"][r][lab][key]) for r in rhos
+                   if lab in summary["levels"][r] and summary["levels"][r][lab][key] is not None]
+            if pts:
+                ax.plot([x for x, _ in pts], [100 * y for _, y in pts], marker="o", label=lab)
+        ax.set_title(title)
+        ax.set_xlabel("bias ρ (train/val)")
+        ax.set_ylim(0, 105)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,76 @@
+"""BG-Gap, group / worst-group accuracy, agreement and Grad-CAM energy share on hand-made numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from evbattery.evaluation.bias import bg_gap, group_accuracy, worst_group
+from evbattery.evaluation.bias_metrics import accuracy, pairwise_agreement, share_histogram
+from evbattery.explain.gradcam import energy_inside
+
+
+def test_bg_gap_is_mixed_same_minus_mixed_rand() -> None:
+    assert bg_gap({"mixed_same": 0.9, "mixed_rand": 0.6, "original": 1.0}) == pytest.approx(0.3)
+    assert bg_gap({"mixed_same": 0.5, "mixed_rand": 0.75}) == pytest.approx(-0.25)
+
+
+def test_accuracy_counts_matches_and_rejects_length_mismatch() -> None:
+    assert accuracy([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75
+    assert math.isnan(accuracy([], []))
+    with pytest.raises(ValueError, match="differ in length"):
+        accuracy([0, 1], [0])
+
+
+def test_group_and_worst_group_accuracy() -> None:
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    preds = [0, 0, 0, 1, 1, 0, 0, 0]
+    groups = ["a|wood", "a|wood", "a|metal", "a|metal", "b|wood", "b|wood", "b|metal", "b|metal"]
+    per = group_accuracy(labels, preds, groups)
+    assert per == {"a|metal": {"accuracy": 0.5, "n": 2}, "a|wood": {"accuracy": 1.0, "n": 2},
+                   "b|metal": {"accuracy": 0.0, "n": 2}, "b|wood": {"accuracy": 0.5, "n": 2}}
+    assert worst_group(per) == {"group": "b|metal", "accuracy": 0.0, "n": 2}
+    # Average accuracy 0.5 hides a group at 0: the Waterbirds point.
+    assert accuracy(labels, preds) == 0.5
+
+
+def test_worst_group_ties_and_min_n() -> None:
+    per = {"z": {"accuracy": 0.2, "n": 5}, "a": {"accuracy": 0.2, "n": 5}, "tiny": {"accuracy": 0.0, "n": 1}}
+    assert worst_group(per, min_n=2)["group"] == "a"
+    assert worst_group(per)["group"] == "tiny"
+    assert worst_group({}, min_n=1) is None
+
+
+def test_pairwise_agreement_says_who_is_wrong() -> None:
+    labels = [0, 1, 2, 0, 1]
+    preds = {"images": [0, 2, 2, 1, 0], "cutouts[true]": [0, 1, 2, 2, 2]}
+    (pair,) = pairwise_agreement(labels, preds)
+    assert pair["a"] == "images" and pair["b"] == "cutouts[true]"
+    assert pair["agreement"] == pytest.approx(0.4)
+    assert (pair["disagreements"], pair["a_wrong"], pair["b_wrong"], pair["both_wrong"]) == (3, 1, 0, 2)
+    assert pair["a_wrong_share"] == pytest.approx(1 / 3)
+
+
+def test_pairwise_agreement_covers_every_pair() -> None:
+    preds = {k: [0, 1] for k in ("images", "cutouts[true]", "cutouts[pred]", "images_debiased")}
+    pairs = pairwise_agreement([0, 1], preds)
+    assert len(pairs) == 6 and all(p["agreement"] == 1.0 and math.isnan(p["a_wrong_share"]) for p in pairs)
+
+
+def test_energy_share_is_one_inside_and_zero_outside() -> None:
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:5, 2:5] = 255
+    inside = np.zeros((8, 8), np.float32)
+    inside[3, 3], inside[2, 4] = 1.0, 0.5
+    outside = np.zeros((8, 8), np.float32)
+    outside[7, 7] = 1.0
+    assert energy_inside(inside, mask) == 1.0
+    assert energy_inside(outside, mask) == 0.0
+    assert energy_inside(inside + outside, mask) == pytest.approx(1.5 / 2.5)
+
+
+def test_share_histogram_drops_nan_and_counts_edges() -> None:
+    h = share_histogram([0.0, 0.05, 0.95, 1.0, float("nan")], bins=10)
+    assert h["counts"] == [2, 0, 0, 0, 0, 0, 0, 0, 0, 2] and h["edges"][0] == 0.0 and h["edges"][-1] == 1.0

@@ -1,0 +1,124 @@
+"""The bias suite end to end on tiny models trained here, through the function and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from evbattery.config import CLASSES, IMAGENET_MEAN, IMAGENET_STD
+from evbattery.data.layout import DatasetLayout
+from evbattery.data.transforms import normalize, resize_uint8
+from evbattery.data.variants import VARIANT_NAMES
+from evbattery.imageio import load_rgb
+from evbattery.models.checkpoint import default_meta, save_checkpoint
+from evbattery.models.classifier import build_classifier
+
+SIZE = 64
+
+
+def train_tiny(data: Path, kind: str, steps: int = 4) -> dict[str, torch.Tensor]:
+    """A few Adam steps of ResNet-18 on the toy train split (photos or cutouts)."""
+    torch.manual_seed(0)
+    samples = DatasetLayout(data).samples("train")
+    x = torch.stack([resize_uint8(load_rgb(s.path(kind)), SIZE) for s in samples])
+    y = torch.tensor([CLASSES.index(s.cls) for s in samples])
+    model, _ = build_classifier(len(CLASSES), "none")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(normalize(x, IMAGENET_MEAN, IMAGENET_STD)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.state_dict()
+
+
+@pytest.fixture(scope="module")
+def model_dir(toy_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("models")
+    # One short training serves both checkpoints (the suite's plumbing, not the models' skill, is under test).
+    sd = train_tiny(toy_dataset, "images")
+    for name in ("images", "cutouts"):
+        save_checkpoint(d / f"best_model_{name}.pth", sd, {**default_meta(name), "image_size": SIZE, "name": name})
+    return d
+
+
+@pytest.fixture(scope="module")
+def result(toy_dataset: Path, model_dir: Path):
+    from evbattery.evaluation.bias import run_bias_suite
+
+    return run_bias_suite(toy_dataset, model_dir, split="test", seed=3, cam_limit=8, n_examples=2, progress=False)
+
+
+def test_suite_scores_every_model_on_every_variant(result) -> None:
+    s = result.summary
+    assert s["n_images"] == 18 and s["variants"] == list(VARIANT_NAMES)
+    assert list(s["evaluations"]) == ["images", "cutouts[true]"]  # no segmenter.pth -> true masks only
+    assert any("no segmenter" in n for n in s["notes"])
+    for e in s["evaluations"].values():
+        assert set(e["accuracy"]) == set(VARIANT_NAMES)
+        assert all(0.0 <= a <= 1.0 for a in e["accuracy"].values())
+        assert e["bg_gap"] == pytest.approx(e["accuracy"]["mixed_same"] - e["accuracy"]["mixed_rand"])
+        assert set(e["groups"]) == {f"{c}|{f}" for c in CLASSES for f in ("dark", "light")}
+        assert sum(g["n"] for g in e["groups"].values()) == 18
+        assert e["worst_group"]["accuracy"] == min(g["accuracy"] for g in e["groups"].values())
+        assert e["gradcam_inside"]["n"] == 8 and 0.0 <= e["gradcam_inside"]["mean"] <= 1.0
+
+
+def test_true_mask_cutouts_are_blind_to_the_background(result) -> None:
+    # With the true mask, Original, Only-FG and every Mixed variant give the cutout model the same pixels.
+    acc = result.summary["evaluations"]["cutouts[true]"]["accuracy"]
+    assert acc["original"] == acc["only_fg"] == acc["mixed_same"] == acc["mixed_rand"] == acc["mixed_next"]
+    assert result.summary["evaluations"]["cutouts[true]"]["bg_gap"] == 0.0
+
+
+def test_agreement_and_examples(result) -> None:
+    (pair,) = result.summary["agreement_original"]
+    assert (pair["a"], pair["b"], pair["n"]) == ("images", "cutouts[true]", 18)
+    assert pair["a_wrong"] + pair["b_wrong"] + pair["both_wrong"] == pair["disagreements"]
+    assert len(result.examples) == 2
+    ex = result.examples[0]
+    assert set(ex["variants"]) == set(VARIANT_NAMES)
+    assert ex["overlays"]["images"]["original"].dtype == np.uint8
+
+
+def test_report_files(result, tmp_path: Path) -> None:
+    from evbattery.evaluation.bias_report import write_bias_report
+
+    paths = write_bias_report(result, tmp_path)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert {"split", "n_images", "variants", "evaluations", "agreement_original", "notes", "figures"} <= set(report)
+    assert report["evaluations"]["images"]["accuracy"] == result.summary["evaluations"]["images"]["accuracy"]
+    md = (tmp_path / "report.md").read_text()
+    assert "| model | Original | Only-FG" in md and "cutouts[true]" in md and "Worst" not in md.split("\n")[0]
+    for name in ("accuracy_by_variant.png", "examples_gradcam.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths["markdown"] == tmp_path / "report.md"
+
+
+def test_bias_cli(toy_dataset: Path, model_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from evbattery.cli import app
+
+    r = CliRunner().invoke(app, ["bias", "--data", str(toy_dataset), "--model-dir", str(model_dir), "--out",
+                                 str(tmp_path / "bias"), "--limit", "6", "--cam-limit", "2", "--tracker", "none"])
+    assert r.exit_code == 0, r.output
+    assert "Background bias" in r.output and "wrote" in r.output
+    assert json.loads((tmp_path / "bias" / "report.json").read_text())["n_images"] == 6
+
+
+def test_bias_cli_errors_name_the_problem(toy_dataset: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from evbattery.cli import app
+
+    r = CliRunner().invoke(app, ["bias", "--data", str(toy_dataset), "--model-dir", str(tmp_path / "none"),
+                                 "--out", str(tmp_path / "o"), "--tracker", "none"])
+    assert r.exit_code != 0 and "no best_model_<name>.pth" in r.output
+    r = CliRunner().invoke(app, ["bias", "--data", str(tmp_path / "missing"), "--tracker", "none"])
+    assert r.exit_code != 0 and "does not exist" in r.output

@@ -1,0 +1,95 @@
+"""Exact pixels of every Backgrounds-Challenge variant on tiny hand-made images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evbattery.data.variants import bounding_box, mixed, no_fg, only_bg_t, only_fg
+from evbattery.evaluation.bias import build_variant, choose_partners
+
+
+def scene(seed: int = 0, size: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """A random-texture background with a red plus-shaped cell (so the box holds background pixels too)."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 200, (size, size, 3)).astype(np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    mask[3:8, 5] = 255
+    mask[5, 3:8] = 255
+    img[mask > 0] = (250, 10, 10)
+    return img, mask
+
+
+def test_only_fg_keeps_exactly_the_mask_pixels() -> None:
+    img, mask = scene()
+    out = only_fg(img, mask)
+    inside = mask > 0
+    assert np.array_equal(out[inside], img[inside])
+    assert (out[~inside] == 0).all()
+
+
+def test_no_fg_zeroes_exactly_the_mask_pixels() -> None:
+    img, mask = scene()
+    out = no_fg(img, mask)
+    inside = mask > 0
+    assert (out[inside] == 0).all()
+    assert np.array_equal(out[~inside], img[~inside])
+
+
+def test_only_bg_t_changes_only_the_box_and_fills_it_with_background() -> None:
+    img, mask = scene()
+    out = only_bg_t(img, mask)
+    y0, y1, x0, x1 = bounding_box(mask)
+    assert (y0, y1, x0, x1) == (3, 8, 3, 8)
+    box = np.zeros(mask.shape, bool)
+    box[y0:y1, x0:x1] = True
+    assert np.array_equal(out[~box], img[~box])
+    # Every filled pixel is a colour of the photo's background, and none is the cell's colour.
+    bg_colours = {tuple(c) for c in img[mask == 0]}
+    assert all(tuple(c) in bg_colours for c in out[box])
+    assert not (out[box] == (250, 10, 10)).all(axis=1).any()
+
+
+def test_mixed_keeps_the_cell_exactly_and_background_comes_from_the_partner() -> None:
+    img, mask = scene(0)
+    bg_img, bg_mask = scene(1)
+    out = mixed(img, mask, bg_img, bg_mask)
+    inside = mask > 0
+    assert np.array_equal(out[inside], img[inside])
+    expected_bg = only_bg_t(bg_img, bg_mask)
+    assert np.array_equal(out[~inside], expected_bg[~inside])
+    # The partner's own cell is gone (its box was filled with tiles).
+    assert not (out[~inside] == (250, 10, 10)).all(axis=1).any()
+
+
+def test_partners_are_seeded_and_respect_their_rule() -> None:
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    p = choose_partners(labels, 3, seed=5)
+    assert {k: v.tolist() for k, v in p.items()} == {k: v.tolist() for k, v in choose_partners(labels, 3, 5).items()}
+    idx = np.arange(len(labels))
+    assert (labels[p["mixed_same"]] == labels).all() and (p["mixed_same"] != idx).all()
+    assert (p["mixed_rand"] != idx).all()
+    assert (labels[p["mixed_next"]] == (labels + 1) % 3).all()
+
+
+def test_next_class_skips_absent_classes_and_lonely_images_keep_themselves() -> None:
+    p = choose_partners(np.array([0, 2]), 3, seed=0)
+    assert p["mixed_next"].tolist() == [1, 0]
+    assert p["mixed_same"].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("variant", ["original", "only_fg", "no_fg", "only_bg_t", "mixed_same", "mixed_rand",
+                                     "mixed_next"])
+def test_build_variant_is_deterministic_and_keeps_the_size(variant: str) -> None:
+    pairs = [scene(i) for i in range(4)]
+    images, masks = [a for a, _ in pairs], [b for _, b in pairs]
+    partners = choose_partners(np.array([0, 0, 1, 1]), 3, seed=1)
+    a = build_variant(variant, images, masks, partners)
+    b = build_variant(variant, images, masks, partners)
+    assert all(np.array_equal(x, y) and x.shape == images[0].shape for x, y in zip(a, b, strict=True))
+
+
+def test_unknown_variant_is_named() -> None:
+    img, mask = scene()
+    with pytest.raises(ValueError, match="unknown variant 'nope'"):
+        build_variant("nope", [img], [mask], {})
