@@ -18,12 +18,12 @@ def run(argv: list[str] | None = None) -> int:
     try:
         result = main(config_from_args(args))
     except (DatasetError, CheckpointError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)  # noqa: T201 - CLI entry point
+        print(f"error: {e}", file=sys.stderr)
         return 2
     import os
 
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
-        print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2, default=str))  # noqa: T201
+        print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2, default=str))
     return 0
 
 

@@ -25,8 +25,9 @@ def _one_thread():
 
 def tiny_config(data: Path, out: Path, **kw) -> TrainConfig:
     """A 1-epoch, 32-px, batch-8, no-tracker config writing under `out`."""
-    base = dict(data_dir=str(data), model_dir=str(out / "model"), runs_dir=str(out / "runs"), epochs=1,
-                batch_size=8, image_size=SIZE, workers=0, tracker="none", pretrained="none", progress=False)
+    base = {"data_dir": str(data), "model_dir": str(out / "model"), "runs_dir": str(out / "runs"), "epochs": 1,
+            "batch_size": 8, "image_size": SIZE, "workers": 0, "tracker": "none", "pretrained": "none",
+            "progress": False}
     return TrainConfig(**{**base, **kw})
 
 

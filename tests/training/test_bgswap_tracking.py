@@ -20,7 +20,7 @@ def swap_ds(toy_dataset):
 
 
 def test_photo_swap_keeps_cell_pixels_and_changes_only_background(swap_ds, monkeypatch):
-    import evbattery.data.loaders as loaders
+    from evbattery.data import loaders
 
     monkeypatch.setattr(loaders, "SYNTH_SWAP_SHARE", 0.0)
     rng = np.random.default_rng(0)
@@ -43,7 +43,7 @@ def test_photo_swap_keeps_cell_pixels_and_changes_only_background(swap_ds, monke
 
 
 def test_synthetic_swap_keeps_cell_pixels(swap_ds, monkeypatch):
-    import evbattery.data.loaders as loaders
+    from evbattery.data import loaders
 
     if swap_ds.synth is None:
         pytest.skip("synthetic background module not installed")

@@ -22,6 +22,7 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "INPUT_TYPE": "cutouts", **extra}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_continues_from_last_completed_epoch(toy_dataset, tmp_path):
     from evbattery.training.train import main
 
@@ -54,11 +55,12 @@ def test_sigkill_mid_epoch_then_resume_continues_from_last_completed_epoch(toy_d
     assert [r["epoch"] for r in rows] == [0, 1, 2]  # same run continues
 
 
+@pytest.mark.slow
 def test_torchrun_two_gloo_processes_write_one_checkpoint(toy_dataset, tmp_path):
     out = ["--data-dir", str(toy_dataset), "--model-dir", str(tmp_path / "model"), "--runs-dir", str(tmp_path / "runs")]
     flags = [*FLAGS, *out, "--epochs", "1", "--input-type", "images"]
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "evbattery.train", *flags], env=_env(), capture_output=True, text=True, timeout=120)
+                          "-m", "evbattery.train", *flags], env=_env(), capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count('"checkpoint"') == 1  # only rank 0 reports
     meta = torch.load(tmp_path / "model" / "best_model_images.pth", weights_only=True)["meta"]

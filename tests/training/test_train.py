@@ -85,9 +85,9 @@ def test_corrupt_image_and_missing_mask_are_named_before_training(toy_dataset, t
     from evbattery.training.train import main
 
     data = _copy(toy_dataset, tmp_path / "data")
-    bad = sorted((data / "train/images/pouch").iterdir())[0]
+    bad = min((data / "train/images/pouch").iterdir())
     bad.write_bytes(b"not a jpeg")
-    gone = sorted((data / "val/masks/prismatic").iterdir())[0]
+    gone = min((data / "val/masks/prismatic").iterdir())
     gone.unlink()
     with pytest.raises(DatasetError, match=bad.name):
         main(tiny_config(data, tmp_path))

@@ -53,7 +53,7 @@ def resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
     return t[0].contiguous()
 
 
-def _synth_backgrounds():  # noqa: ANN202 - (render_background, families) or None
+def _synth_backgrounds():
     """The synthetic background renderer, if the generator module is installed (imported lazily)."""
     try:
         mod = importlib.import_module("evbattery.data.synth.backgrounds")
@@ -150,7 +150,7 @@ class CachedDataset(Dataset):
         bg_image = self.images[j].permute(1, 2, 0).numpy()
         return variants.mixed(image, mask, bg_image, self.masks[j].numpy()), SwapInfo("photo", j, None)
 
-    def __getitem__(self, i: int):  # noqa: ANN204
+    def __getitem__(self, i: int):
         img = self.images[i]
         if self.swap_prob > 0:
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))  # torch seeds each worker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ def expected_calibration_error(probs: np.ndarray, y_true: list[int] | np.ndarray
     correct = probs.argmax(axis=1) == np.asarray(y_true)
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         in_bin = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
@@ -29,8 +30,13 @@ def expected_calibration_error(probs: np.ndarray, y_true: list[int] | np.ndarray
 def classification_metrics(y_true: list[int], y_pred: list[int], probs: np.ndarray,
                            classes: list[str]) -> dict[str, Any]:
     """accuracy, balanced_accuracy, macro_f1, per_class {precision, recall, f1, support}, confusion, ece."""
-    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, classification_report,
-                                 confusion_matrix, f1_score)
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        classification_report,
+        confusion_matrix,
+        f1_score,
+    )
 
     labels = list(range(len(classes)))
     report = classification_report(y_true, y_pred, labels=labels, target_names=list(classes),

@@ -12,6 +12,7 @@ from evbattery.console import fail, info, print_json, table
 
 DataDir = typer.Option(Path("data/processed"), "--data", "-d", help="Dataset root (the folder with dataset.json).")
 ModelDir = typer.Option(Path("model"), "--model-dir", help="Checkpoint folder.")
+RunsDir = typer.Option(Path("runs"), "--runs-dir", help="Per-run logs (config.json, metrics.jsonl).")
 
 
 @app.command("train")
@@ -19,7 +20,7 @@ def train_cmd(
     input_type: str = typer.Option(os.environ.get("INPUT_TYPE", "images"), "--input-type", "-t",
                                    help="images | cutouts | masks (segmenter). Default: $INPUT_TYPE or images."),
     data: Path = DataDir, model_dir: Path = ModelDir,
-    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Per-run logs (config.json, metrics.jsonl)."),
+    runs_dir: Path = RunsDir,
     epochs: int = typer.Option(10, help="Epochs."), batch_size: int = typer.Option(32, help="Batch size (per process)."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     image_size: int = typer.Option(224, "--image-size", "--size", help="Square input side (full frame resized)."),
@@ -101,7 +102,7 @@ def evaluate_cmd(
         t.finish()
 
 
-def _track(backend: str, run_name: str, config: dict, metrics: dict, finish: bool = True):  # noqa: ANN202
+def _track(backend: str, run_name: str, config: dict, metrics: dict, finish: bool = True):
     """Log evaluation results to the tracker (files under runs/ always; W&B when enabled)."""
     from evbattery.config import get_settings
     from evbattery.training.tracking import Tracker, new_run_id
