@@ -46,8 +46,10 @@ def grey_tray(size: int, rng: np.random.Generator) -> np.ndarray:
     # a moulded rib or pocket edge somewhere in the frame: a soft light/dark line pair
     m = Image.new("L", (size, size), 0)
     d = ImageDraw.Draw(m)
-    inset = int(rng.uniform(0.02, 0.25) * size)
-    d.rounded_rectangle([inset, inset, size - inset, size - inset], radius=size // 10, outline=255,
+    # a pocket of the tray: its walls may lie partly or wholly outside the frame
+    x0, y0 = (rng.uniform(-0.3, 0.25) * size for _ in range(2))
+    x1, y1 = (size - rng.uniform(-0.3, 0.25) * size for _ in range(2))
+    d.rounded_rectangle([x0, y0, x1, y1], radius=int(rng.uniform(0.05, 0.15) * size), outline=255,
                         width=max(1, size // 128))
     edge = blur(np.asarray(m, np.float32) / 255, size / 200)
     img *= (1 - 0.12 * edge)[..., None]
@@ -69,11 +71,11 @@ def rubber_belt(size: int, rng: np.random.Generator) -> np.ndarray:
 
 def brushed_metal(size: int, rng: np.random.Generator) -> np.ndarray:
     """Brushed steel sheet: fine streaks in one direction, a broad soft reflection."""
-    col = _tint((rng.uniform(120, 190),) * 3, rng, 5) * np.array([0.97, 0.99, 1.03])
+    col = _tint((rng.uniform(120, 190),) * 3, rng, 5) * np.array([0.97, 0.99, 1.03], np.float32)
     streak = stretched_noise(size, size, 6, size, rng) * 0.05
     yy, xx = np.mgrid[:size, :size].astype(np.float32) / size
     a = rng.uniform(0, np.pi)
-    glow = 0.12 * np.exp(-(((xx - 0.5) * np.cos(a) + (yy - 0.5) * np.sin(a)) / rng.uniform(0.2, 0.5)) ** 2)
+    glow = 0.12 * np.exp(-(((xx - 0.5) * float(np.cos(a)) + (yy - 0.5) * float(np.sin(a))) / rng.uniform(0.2, 0.5)) ** 2)
     img = _shade(col, 1 + streak + glow - 0.06 + 0.02 * fbm(size, size, 4, 2, rng))
     if rng.random() < 0.5:  # sheet rotated: streaks vertical
         img = img.transpose(1, 0, 2)
@@ -84,7 +86,7 @@ def wood(size: int, rng: np.random.Generator) -> np.ndarray:
     """Wooden workbench: warm planks with grain lines bent by noise, low contrast."""
     r = rng.uniform(135, 195)
     col = _tint((r, r * rng.uniform(0.62, 0.76), r * rng.uniform(0.38, 0.52)), rng, 4)
-    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    yy = np.mgrid[:size, :size][0].astype(np.float32)
     warp = fbm(size, size, 3, 3, rng) * size * 0.04
     freq = rng.uniform(20, 45) / size
     grain = np.sin(2 * np.pi * (yy + warp) * freq + 3 * fbm(size, size, 2, 2, rng))
@@ -111,7 +113,7 @@ def cardboard(size: int, rng: np.random.Generator) -> np.ndarray:
 
 def concrete(size: int, rng: np.random.Generator) -> np.ndarray:
     """Sealed concrete floor: grey mottling at several scales, small pits and aggregate."""
-    col = _tint((rng.uniform(110, 175),) * 3, rng, 5) * np.array([1.0, 0.99, 0.96])
+    col = _tint((rng.uniform(110, 175),) * 3, rng, 5) * np.array([1.0, 0.99, 0.96], np.float32)
     lum = 1 + 0.08 * fbm(size, size, 4, 5, rng, gain=0.6)
     img = _shade(col, lum)
     _specks(img, rng, int(size * 1.5), dark=True, size=size)

@@ -16,7 +16,7 @@ from evbattery.data.synth.raster import CellLayer, Light, fbm, over, sdf_coverag
 
 def _canvas(hu: float, hv: float, theta: float) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Canvas (h, w) holding a box of half-extents (hu, hv) rotated by theta; local (u, v) per pixel."""
-    c, s = np.cos(theta), np.sin(theta)
+    c, s = float(np.cos(theta)), float(np.sin(theta))
     hw = abs(c) * hu + abs(s) * hv + 2
     hh = abs(s) * hu + abs(c) * hv + 2
     w, h = int(np.ceil(2 * hw)), int(np.ceil(2 * hh))
@@ -26,8 +26,8 @@ def _canvas(hu: float, hv: float, theta: float) -> tuple[int, int, np.ndarray, n
 
 
 def _local_light(light: Light, theta: float) -> tuple[float, float, float]:
-    lx, ly, lz = light.dir
-    c, s = np.cos(theta), np.sin(theta)
+    lx, ly, lz = (float(v) for v in light.dir)  # Python floats: numpy scalars would upcast float32 maps
+    c, s = float(np.cos(theta)), float(np.sin(theta))
     return lx * c + ly * s, -lx * s + ly * c, lz
 
 
@@ -139,7 +139,7 @@ def render_pouch(area_px: float, rng: np.random.Generator, light: Light) -> Cell
     rgb = np.zeros((h, w, 3), np.float32)
     alpha = np.zeros((h, w), np.float32)
     amb = light.ambient
-    lx, ly, lz = light.dir
+    lx, ly, lz = (float(v) for v in light.dir)
     for side, yc in tabs:
         tx = side * (hx + tab_l / 2 - 0.01)
         sdf_t = np.maximum(np.abs(x - tx) - tab_l / 2 - 0.01, np.abs(y - yc) - tab_w / 2)
@@ -163,7 +163,7 @@ def render_pouch(area_px: float, rng: np.random.Generator, light: Light) -> Cell
             a = rng.uniform(0, np.pi)
             d = (x - cx_) * np.sin(a) - (y - cy_) * np.cos(a)
             hfield -= 0.4 * np.exp(-(d / 0.015) ** 2)
-    hfield = hfield * rng.uniform(0.05, 0.12) * sc + 0.4 * fbm(h, w, 5, 2, rng)
+    hfield = hfield * rng.uniform(0.035, 0.09) * sc + 0.4 * fbm(h, w, 5, 2, rng)
     gy, gx = np.gradient(hfield)
     norm = np.sqrt(gx * gx + gy * gy + 1)
     ndotl = (-gx * lx - gy * ly + lz) / norm

@@ -46,5 +46,5 @@ def histogram_baseline(data: Path) -> dict[str, Any]:
         clf.fit(xtr, ytr)
         out[kind] = {"test_accuracy": round(float((clf.predict(xte) == yte).mean()), 4),
                      "train_accuracy": round(float((clf.predict(xtr) == ytr).mean()), 4)}
-    out["n_train"], out["n_test"] = int(len(ytr)), int(len(yte))
+    out["n_train"], out["n_test"] = len(ytr), len(yte)
     return out

@@ -156,4 +156,4 @@ def generate_dataset(out: Path, n_train: int = 900, n_val: int = 150, n_test: in
     return out
 
 
-__all__ = ["Task", "generate_dataset", "plan", "plan_split", "render_task", "validate_args", "HOME_FAMILIES"]
+__all__ = ["HOME_FAMILIES", "Task", "generate_dataset", "plan", "plan_split", "render_task", "validate_args"]

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 
 def _value_noise(h: int, w: int, cells: float, rng: np.random.Generator) -> np.ndarray:
-    gh, gw = max(2, int(round(cells * h / max(h, w))) + 2), max(2, int(round(cells * w / max(h, w))) + 2)
+    gh, gw = max(2, round(cells * h / max(h, w)) + 2), max(2, round(cells * w / max(h, w)) + 2)
     small = Image.fromarray(rng.random((gh, gw), dtype=np.float32), mode="F")
     return np.asarray(small.resize((w, h), Image.BICUBIC), dtype=np.float32).clip(0, 1)
 
@@ -62,14 +62,14 @@ def value_noise(h: int, w: int, cells: float, rng: np.random.Generator) -> np.nd
 
 def fbm(h: int, w: int, base: float, octaves: int, rng: np.random.Generator, gain: float = 0.5) -> np.ndarray:
     """Fractal noise (sum of value-noise octaves), roughly zero-mean, unit-ish amplitude (HxW float32)."""
-    make = lambda a, b, r: _fbm(a, b, base * max(a, b) / max(h, w), octaves, r, gain)  # noqa: E731
+    make = lambda a, b, r: _fbm(a, b, base * max(a, b) / max(h, w), octaves, r, gain)
     out = _from_bank(("fbm", round(base, 2), octaves, gain), make, h, w, rng)
     return out if rng.random() < 0.5 else -out
 
 
 def stretched_noise(h: int, w: int, along: int, across: int, rng: np.random.Generator) -> np.ndarray:
     """Anisotropic noise (streaks along x): few cells along, many across, in [-1,1]."""
-    make = lambda a, b, r: _stretched(a, b, max(2, along * b // w), max(2, across * a // h), r)  # noqa: E731
+    make = lambda a, b, r: _stretched(a, b, max(2, along * b // w), max(2, across * a // h), r)
     out = _from_bank(("streak", along, across), make, h, w, rng)
     return out if rng.random() < 0.5 else -out
 
@@ -83,11 +83,17 @@ def blur(arr: np.ndarray, radius: float) -> np.ndarray:
 
 
 def blur_rgb(arr: np.ndarray, radius: float) -> np.ndarray:
-    """Gaussian blur of an HxWx3 float array in [0,255]."""
+    """Small Gaussian blur (sigma = radius <= ~1.5 px) of an HxWx3 float32 array: separable 5-tap in numpy,
+    several times faster than PIL's box-blur cascade at these radii."""
     if radius <= 0:
         return arr
-    img = Image.fromarray(arr.clip(0, 255).astype(np.uint8), mode="RGB")
-    return np.asarray(img.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
+    k = np.exp(-0.5 * (np.arange(-2, 3) / radius) ** 2)
+    k = (k / k.sum()).astype(np.float32)
+    h, w = arr.shape[:2]
+    p = np.pad(arr, ((2, 2), (0, 0), (0, 0)), mode="edge")
+    arr = sum(k[i] * p[i:i + h] for i in range(5))
+    p = np.pad(arr, ((0, 0), (2, 2), (0, 0)), mode="edge")
+    return sum(k[i] * p[:, i:i + w] for i in range(5))
 
 
 def poly_coverage(polys: list[np.ndarray], h: int, w: int, ss: int = 4) -> np.ndarray:
