@@ -1,0 +1,186 @@
+"""Benchmarks: per-model inference latency (torch vs ONNX Runtime) and API throughput vs a naive service."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    """p50 / p99 / mean of a list of milliseconds."""
+    a = np.asarray(ms, dtype=np.float64)
+    if a.size == 0:
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "mean_ms": float("nan")}
+    return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3),
+            "mean_ms": round(float(a.mean()), 3)}
+
+
+def _time(fn: Any, iters: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000.0)
+    return out
+
+
+def bench_infer(models: dict[str, Path], size: int = 224, iters: int = 50, warmup: int = 5) -> dict[str, Any]:
+    """Batch-1 latency per model at size x size for torch (the Predictor's fast path) and ONNX Runtime."""
+    import torch
+
+    from evbattery.inference.onnx import export_onnx
+    from evbattery.inference.predictor import Predictor
+
+    x = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in models.items():
+            pred = Predictor.from_checkpoint(path)
+            pred.image_size = size  # timing at the requested size, whatever the model was trained at
+            results.append({"model": name, "backend": "torch", "bf16": pred.bf16,
+                            **percentiles(_time(lambda p=pred: p.logits(x), iters, warmup))})
+            onnx_path = export_onnx(_sized(path, size), Path(tmp) / f"{name}.onnx")
+            ort = Predictor.from_onnx(onnx_path)
+            results.append({"model": name, "backend": "onnxruntime", "bf16": False,
+                            **percentiles(_time(lambda p=ort: p.logits(x), iters, warmup))})
+    return {"size": size, "batch": 1, "iters": iters, "threads": torch.get_num_threads(),
+            "target_p50_ms": 25.0, "results": results}
+
+
+def _sized(path: Path, size: int) -> Any:
+    from evbattery.inference.predictor import Predictor
+
+    pred = Predictor.from_checkpoint(path, fast=False)
+    pred.image_size = size
+    return pred
+
+
+# -- API benchmark --------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _payload(size: int = 640) -> tuple[bytes, bytes]:
+    """A 640x640 JPEG photo with one cell-sized rectangle, and its mask (PNG)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = (128 + rng.normal(0, 20, (size, size, 3))).clip(0, 255).astype(np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    mask[250:400, 220:420] = 255
+    img[mask > 0] = (40, 90, 160)
+    a, b = io.BytesIO(), io.BytesIO()
+    Image.fromarray(img).save(a, format="JPEG", quality=90)
+    Image.fromarray(mask).save(b, format="PNG")
+    return a.getvalue(), b.getvalue()
+
+
+def _start(target: str, env: dict[str, str], timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+                             "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{target} exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{target} did not start within {timeout:.0f} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def _load(base: str, seconds: float, concurrency: int, photo: bytes, mask: bytes) -> dict[str, Any]:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.monotonic() + seconds
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        while time.monotonic() < stop_at:
+            t0 = time.perf_counter()
+            try:
+                r = await client.post("/predict/both", files={"file": ("p.jpg", photo, "image/jpeg"),
+                                                              "mask": ("m.png", mask, "image/png")})
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                latencies.append((time.perf_counter() - t0) * 1000.0)
+            else:
+                errors += 1
+
+    t0 = time.monotonic()
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    elapsed = time.monotonic() - t0
+    return {"requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),
+            "rps": round(len(latencies) / elapsed, 3), **percentiles(latencies)}
+
+
+def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, backend: str = "torch") -> dict[str, Any]:
+    """/predict/both under load: the naive service, then the evbattery service, one after the other."""
+    from evbattery.models.registry import discover_models
+
+    found = discover_models(model_dir)
+    missing = [n for n in ("images", "cutouts") if n not in found]
+    if missing:
+        raise RuntimeError(f"{model_dir}: missing best_model_{missing[0]}.pth (bench api needs images and cutouts)")
+    photo, mask = _payload()
+    env = {**os.environ, "EVBATTERY_MODEL_DIR": str(model_dir), "EVBATTERY_API_BACKEND": backend,
+           "EVBATTERY_API_KEY": ""}
+    onnx_tmp = None
+    if backend == "onnx":
+        from evbattery.inference.onnx import export_onnx
+
+        onnx_tmp = tempfile.TemporaryDirectory()
+        for name, path in found.items():
+            export_onnx(path, Path(onnx_tmp.name) / f"{name}.onnx")
+        env["EVBATTERY_ONNX_DIR"] = onnx_tmp.name
+    services = {}
+    try:
+        for label, target in (("naive", "evbattery.api.naive:app"), ("evbattery", "evbattery.api.app:app")):
+            proc, base = _start(target, env)
+            try:
+                asyncio.run(_load(base, min(3.0, seconds), concurrency, photo, mask))  # warm-up
+                services[label] = asyncio.run(_load(base, seconds, concurrency, photo, mask))
+            finally:
+                _stop(proc)
+    finally:
+        if onnx_tmp is not None:
+            onnx_tmp.cleanup()
+    ratio = services["evbattery"]["rps"] / max(services["naive"]["rps"], 1e-9)
+    return {"endpoint": "/predict/both", "concurrency": concurrency, "seconds": seconds, "backend": backend,
+            "image": "640x640 JPEG + PNG mask", "services": services, "rps_ratio": round(ratio, 3),
+            "target_ratio": 3.0, "p99_lower": services["evbattery"]["p99_ms"] < services["naive"]["p99_ms"]}

@@ -1,0 +1,221 @@
+"""CLI: `evbattery predict`, `serve`, `export onnx`, `bench infer`, `bench api`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from evbattery.cli import app, bench_app, export_app
+from evbattery.console import fail, info, print_json, table
+
+FORMATS = ("table", "json", "csv")
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """Files given directly plus every image under the given folders (recursive, sorted)."""
+    from evbattery.data.layout import IMAGE_EXTS
+
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+        elif p.is_file():
+            out.append(p)
+        else:
+            fail(f"{p}: no such file or folder")
+    if not out:
+        fail(f"no images found in {', '.join(map(str, paths))} (looked for {', '.join(IMAGE_EXTS)})")
+    return out
+
+
+def model_names(svc: Any, choice: str) -> list[str]:
+    """Model names for --model: both, all, or one name/alias."""
+    from evbattery.inference.service import UnknownModelError
+
+    try:
+        if choice == "all":
+            return list(svc.predictors) or fail(f"no models in {svc.model_dir}")
+        if choice == "both":
+            return [svc.resolve("images"), svc.resolve("cutouts")]
+        return [svc.resolve(choice)]
+    except UnknownModelError as e:
+        fail(f"--model {choice}: {e} (checkpoints are read from {svc.model_dir})")
+
+
+@app.command("predict")
+def predict_cmd(
+    paths: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+    model: str = typer.Option(None, "--model", "-m", help="images | cutouts | <name> | both | all "
+                              "(default: $INPUT_TYPE, else both)."),
+    mask: Path = typer.Option(None, "--mask", help="Mask for a single image (255 = cell) for cutout models."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | json | csv"),
+    model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder (default $EVBATTERY_MODEL_DIR "
+                                   "or model/)."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward pass."),
+) -> None:
+    """Classify images with one, two or all models; results on stdout, progress on stderr."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from evbattery.config import get_settings
+    from evbattery.imageio import ImageDecodeError, ImageTooLargeError, decode_image_with_alpha, load_mask
+    from evbattery.inference.cutouts import MaskSizeError, NoSegmenterError, cutout_for
+    from evbattery.inference.service import ModelService, agreement
+    from evbattery.reports import write_json_report
+
+    if fmt not in FORMATS:
+        fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    settings = get_settings()
+    model_dir = model_dir or settings.model_dir
+    choice = model or os.environ.get("INPUT_TYPE") or "both"
+    files = image_files(paths)
+    if mask is not None and len(files) != 1:
+        fail(f"--mask applies to one image, got {len(files)}")
+    svc = ModelService.load(model_dir)
+    if svc.errors.get("models"):
+        fail(f"{model_dir}: {svc.errors['models']}")
+    names = model_names(svc, choice)
+    uploaded = None
+    if mask is not None:
+        try:
+            uploaded = load_mask(mask)
+        except (ImageDecodeError, FileNotFoundError) as e:
+            fail(f"--mask {mask}: {e}")
+    rows: list[dict[str, Any]] = []
+    needs_cutout = svc.needs_cutout(names)
+    with tqdm(total=len(files), desc="predict", unit="img", disable=None) as bar:
+        for i in range(0, len(files), batch_size):
+            chunk, photos, cutouts, sources = files[i:i + batch_size], [], [], []
+            for f in chunk:
+                try:
+                    img, alpha = decode_image_with_alpha(f, max_pixels=settings.max_pixels)
+                    photo = np.asarray(img)
+                    cut, _, src = cutout_for(photo, uploaded, alpha, svc.segmenter) if needs_cutout else (None, 0, None)
+                except (ImageDecodeError, ImageTooLargeError, MaskSizeError, NoSegmenterError) as e:
+                    fail(f"{f}: {e}")
+                photos.append(photo)
+                cutouts.append(cut)
+                sources.append(src)
+            per_model = {n: svc.predictors[n].predict(cutouts if svc.predictors[n].input_type == "cutouts"
+                                                      else photos, batch_size=batch_size) for n in names}
+            for j, f in enumerate(chunk):
+                preds = {n: per_model[n][j] for n in names}
+                summary = agreement(preds) if len(names) > 1 else {}
+                for n, p in preds.items():
+                    rows.append({"file": str(f), **p.as_dict(), "mask_source": sources[j] if
+                                 svc.predictors[n].input_type == "cutouts" else None,
+                                 **({"agree": summary["agree"]} if summary else {})})
+            bar.update(len(chunk))
+    write_json_report("predictions", {"model_dir": str(model_dir), "models": names, "predictions": rows})
+    emit(rows, fmt, names)
+
+
+def emit(rows: list[dict[str, Any]], fmt: str, names: list[str]) -> None:
+    """Print prediction rows as a table, JSON or CSV on stdout."""
+    if fmt == "json":
+        print_json(rows)
+    elif fmt == "csv":
+        classes = list(rows[0]["probabilities"]) if rows else []
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["file", "model", "predicted_class", "confidence", "mask_source",
+                    *[f"p_{c}" for c in classes]])
+        for r in rows:
+            w.writerow([r["file"], r["model_used"], r["predicted_class"], f"{r['confidence']:.6f}",
+                        r["mask_source"] or "", *[f"{r['probabilities'][c]:.6f}" for c in classes]])
+        typer.echo(buf.getvalue(), nl=False)
+    else:
+        table(f"predictions ({', '.join(names)})", ["file", "model", "class", "confidence", "mask"],
+              [(r["file"], r["model_used"], r["predicted_class"], r["confidence"], r["mask_source"] or "-")
+               for r in rows])
+
+
+@app.command("serve")
+def serve_cmd(host: str = typer.Option("127.0.0.1", help="Bind address."),
+              port: int = typer.Option(8000, help="Port."),
+              workers: int = typer.Option(1, min=1, help="Worker processes (each loads the models)."),
+              model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder (sets "
+                                             "EVBATTERY_MODEL_DIR).")) -> None:
+    """Run the HTTP API with uvicorn (docs at /docs)."""
+    import uvicorn
+
+    if model_dir is not None:
+        os.environ["EVBATTERY_MODEL_DIR"] = str(model_dir)
+    uvicorn.run("evbattery.api.app:app", host=host, port=port, workers=workers)
+
+
+@export_app.command("onnx")
+def export_onnx_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder."),
+                    out: Path = typer.Option(None, "--out", help="Output folder (default <model-dir>/onnx).")) -> None:
+    """Export every best_model_<name>.pth to <out>/<name>.onnx (fp32, dynamic batch, self-contained)."""
+    from evbattery.config import get_settings
+    from evbattery.inference.onnx import export_onnx
+    from evbattery.models.checkpoint import CheckpointError
+    from evbattery.models.registry import discover_models
+
+    model_dir = model_dir or get_settings().model_dir
+    out = out or model_dir / "onnx"
+    found = discover_models(model_dir)
+    if not found:
+        fail(f"{model_dir}: no best_model_<name>.pth checkpoints to export")
+    rows = []
+    for name, path in found.items():
+        info(f"exporting {path} ...")
+        try:
+            target = export_onnx(path, out / f"{name}.onnx")
+        except CheckpointError as e:
+            fail(str(e))
+        rows.append({"model": name, "checkpoint": str(path), "onnx": str(target),
+                     "mb": round(target.stat().st_size / 2**20, 2)})
+    table("ONNX export", ["model", "onnx", "MB"], [(r["model"], r["onnx"], r["mb"]) for r in rows])
+
+
+@bench_app.command("infer")
+def bench_infer_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder."),
+                    size: int = typer.Option(224, help="Input side in pixels."),
+                    iters: int = typer.Option(50, min=2, help="Timed runs per model and backend."),
+                    warmup: int = typer.Option(5, min=0, help="Untimed warm-up runs.")) -> None:
+    """Per-model latency (p50/p99 ms, batch 1) of torch and ONNX Runtime; writes reports/bench_infer.json."""
+    from evbattery.config import get_settings
+    from evbattery.inference.bench import bench_infer
+    from evbattery.models.registry import discover_models
+    from evbattery.reports import write_json_report
+
+    model_dir = model_dir or get_settings().model_dir
+    found = discover_models(model_dir)
+    if not found:
+        fail(f"{model_dir}: no best_model_<name>.pth checkpoints")
+    result = bench_infer(found, size=size, iters=iters, warmup=warmup)
+    path = write_json_report("bench_infer", result)
+    print_json(result)
+    table("inference latency, batch 1 (ms)", ["model", "backend", "p50", "p99"],
+          [(r["model"], r["backend"], r["p50_ms"], r["p99_ms"]) for r in result["results"]], to_stderr=True)
+    info(f"wrote {path}")
+
+
+@bench_app.command("api")
+def bench_api_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder."),
+                  seconds: float = typer.Option(30.0, help="Load duration per server."),
+                  concurrency: int = typer.Option(8, min=1, help="Requests in flight."),
+                  backend: str = typer.Option("torch", help="Backend of the evbattery service: torch | onnx.")) -> None:
+    """Requests/s and p50/p99 of POST /predict/both: evbattery service vs a naive one (same run)."""
+    from evbattery.config import get_settings
+    from evbattery.inference.bench import bench_api
+    from evbattery.reports import write_json_report
+
+    model_dir = model_dir or get_settings().model_dir
+    try:
+        result = bench_api(model_dir, seconds=seconds, concurrency=concurrency, backend=backend)
+    except RuntimeError as e:
+        fail(str(e))
+    path = write_json_report("bench_api", result)
+    print_json(result)
+    table(f"POST /predict/both, concurrency {concurrency}, {seconds:g} s", ["service", "req/s", "p50 ms", "p99 ms",
+          "errors"], [(k, v["rps"], v["p50_ms"], v["p99_ms"], v["errors"]) for k, v in result["services"].items()],
+          to_stderr=True)
+    info(f"throughput ratio {result['rps_ratio']:.2f}x; wrote {path}")
