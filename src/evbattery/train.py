@@ -16,7 +16,7 @@ def run(argv: list[str] | None = None) -> int:
 
     args = get_args_parser().parse_args(argv)
     try:
-        result = main(config_from_args(args))
+        result = main(config_from_args(args, argv))
     except (DatasetError, CheckpointError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -132,3 +132,22 @@ def test_cli_reports_bad_dataset_in_one_line(tmp_path):
     res = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "nowhere"), "--tracker", "none"])
     assert res.exit_code == 1
     assert "does not exist" in res.output and "Traceback" not in res.output
+
+
+def test_config_file_overrides_defaults_and_explicit_flags_win(tmp_path):
+    from evbattery.training.config import load_config_file
+    from evbattery.training.train import config_from_args, get_args_parser
+
+    f = tmp_path / "c.py"
+    f.write_text("image_size = 96\nepochs = 3\ndebias = 'bg-swap'\n")
+    argv = ["--config", str(f), "--epochs", "5"]
+    cfg = config_from_args(get_args_parser().parse_args(argv), argv)
+    assert (cfg.image_size, cfg.epochs, cfg.model_name) == (96, 5, "images_debiased")
+    f.write_text("epoch = 3\n")
+    with pytest.raises(ValueError, match="unknown setting 'epoch'"):
+        load_config_file(f)
+    f.write_text("epochs = 'three'\n")
+    with pytest.raises(ValueError, match="epochs"):
+        load_config_file(f)
+    for profile in Path(__file__).parents[2].glob("configs/*.py"):
+        load_config_file(profile)  # the shipped profiles are valid

@@ -12,11 +12,14 @@ from evbattery.console import fail, info, print_json, table
 
 DataDir = typer.Option(Path("data/processed"), "--data", "-d", help="Dataset root (the folder with dataset.json).")
 ModelDir = typer.Option(Path("model"), "--model-dir", help="Checkpoint folder.")
+ConfigFile = typer.Option(None, "--config", help="configs/*.py file of assignments (explicit flags win).")
 RunsDir = typer.Option(Path("runs"), "--runs-dir", help="Per-run logs (config.json, metrics.jsonl).")
 
 
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
+    config: Path = ConfigFile,
     input_type: str = typer.Option(os.environ.get("INPUT_TYPE", "images"), "--input-type", "-t",
                                    help="images | cutouts | masks (segmenter). Default: $INPUT_TYPE or images."),
     data: Path = DataDir, model_dir: Path = ModelDir,
@@ -34,20 +37,30 @@ def train_cmd(
     name: str = typer.Option("", help="Model name (default: input type, or images_debiased with bg-swap)."),
     limit_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
     scheduler: str = typer.Option("cosine", help="cosine | step."),
+    progress: bool = typer.Option(True, help="Progress bars and the summary table."),
 ) -> None:
     """Train a classifier (images / cutouts / debiased images) or the segmenter (masks)."""
     from evbattery.data.layout import DatasetError
     from evbattery.models.checkpoint import CheckpointError
-    from evbattery.training.config import TrainConfig
+    from evbattery.training.config import TrainConfig, load_config_file
     from evbattery.training.train import main
 
+    values = {"input_type": input_type, "data_dir": str(data), "model_dir": str(model_dir),
+              "runs_dir": str(runs_dir), "epochs": epochs, "batch_size": batch_size, "lr": lr,
+              "image_size": image_size, "workers": workers, "seed": seed, "pretrained": pretrained,
+              "tracker": tracker, "fast": fast, "resume": resume,
+              "debias": None if debias in ("none", "") else debias, "swap_prob": swap_prob, "name": name or None,
+              "limit_train": limit_train or None, "scheduler": scheduler,
+              "progress": progress}
+    params = {"data_dir": "data"}
     try:
-        cfg = TrainConfig(input_type=input_type, data_dir=str(data), model_dir=str(model_dir), runs_dir=str(runs_dir),
-                          epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size, workers=workers,
-                          seed=seed, pretrained=pretrained, tracker=tracker, fast=fast, resume=resume,
-                          debias=None if debias in ("none", "") else debias, swap_prob=swap_prob, name=name or None,
-                          limit_train=limit_train or None, scheduler=scheduler)
-        result = main(cfg)
+        if config is not None:
+            for k, v in load_config_file(config).items():
+                # typer vendors click, so compare the ParameterSource by name
+                src = ctx.get_parameter_source(params.get(k, k))
+                if getattr(src, "name", None) not in ("COMMANDLINE", "ENVIRONMENT"):
+                    values[k] = v
+        result = main(TrainConfig(**values))
     except (DatasetError, CheckpointError, ValueError, RuntimeError) as e:
         fail(str(e))
     print_json({k: v for k, v in result.items() if k != "history"})

@@ -4,6 +4,7 @@ into the tracker, runs/<id>/config.json and the checkpoint."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 INPUT_TYPES = ("images", "cutouts", "masks")  # masks = train the segmenter
@@ -84,3 +85,27 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
 def field_names() -> list[str]:
     """All config field names (for CLI overrides)."""
     return [f.name for f in fields(TrainConfig)]
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Overrides from a configs/*.py file of plain assignments (nanoGPT's configurator), type-checked.
+
+    An unknown name raises ValueError listing the valid ones; a value of another type than the field's
+    default raises ValueError naming the field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} not found")
+    namespace: dict[str, Any] = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)  # noqa: S102 - the user's own config file
+    values = {k: v for k, v in namespace.items() if not k.startswith("_")}
+    defaults = TrainConfig()
+    names = field_names()
+    for k, v in values.items():
+        if k not in names:
+            raise ValueError(f"{path}: unknown setting {k!r}; valid: {', '.join(names)}")
+        d = getattr(defaults, k)
+        ok = v is None or d is None or isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int))
+        if not ok or (isinstance(d, int) and not isinstance(d, bool) and isinstance(v, bool)):
+            raise ValueError(f"{path}: {k} = {v!r} should be {type(d).__name__} like the default {d!r}")
+    return values

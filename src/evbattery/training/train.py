@@ -278,6 +278,7 @@ def _finish(cfg: TrainConfig, tracker: Tracker, best_path: Path, val_ds: CachedD
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     """Flags for every TrainConfig field (defaults shown); INPUT_TYPE sets the default input type."""
     p = argparse.ArgumentParser(description="Train an evbattery model", add_help=add_help)
+    p.add_argument("--config", default=None, help="configs/*.py file of assignments; explicit flags win")
     defaults = TrainConfig(input_type=os.environ.get("INPUT_TYPE", "images"))
     for name in field_names():
         default = getattr(defaults, name)
@@ -292,9 +293,17 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """TrainConfig from parsed flags ("none" for debias means off)."""
+def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> TrainConfig:
+    """TrainConfig from parsed flags and --config file ("none" for debias means off)."""
+    import sys
+
+    from evbattery.training.config import load_config_file
+
     values = {k: getattr(args, k) for k in field_names()}
+    if getattr(args, "config", None):
+        given = {a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
+        values.update({k: v for k, v in load_config_file(args.config).items()
+                       if "--" + k.replace("_", "-") not in given})
     if values["debias"] in ("none", ""):
         values["debias"] = None
     return TrainConfig(**values)
