@@ -1,0 +1,66 @@
+"""`evbattery predict` formats, folders, masks, and the seed form `python -m evbattery.predict`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from evbattery.cli import app
+from evbattery.data.layout import DatasetLayout
+from evbattery.inference.predictor import Predictor
+from evbattery.imageio import load_rgb
+from evbattery.models.registry import discover_models
+
+
+def _run(args: list[str], tmp_path: Path) -> str:
+    res = CliRunner().invoke(app, args, env={"EVBATTERY_REPORTS_DIR": str(tmp_path / "reports")})
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+def test_predict_json_folder_all_models(model_dir: Path, toy_dataset: Path, tmp_path: Path) -> None:
+    folder = toy_dataset / "test" / "images"
+    samples = DatasetLayout(toy_dataset).samples("test")
+    out = json.loads(_run(["predict", str(folder), "--model", "images", "--format", "json",
+                           "--model-dir", str(model_dir), "--batch-size", "5"], tmp_path))
+    assert len(out) == len(samples)
+    pred = Predictor.from_checkpoint(discover_models(model_dir)["images"])
+    expected = {str(s.image): p.predicted_class
+                for s, p in zip(samples, pred.predict([load_rgb(s.image) for s in samples]), strict=True)}
+    assert {r["file"]: r["predicted_class"] for r in out} == expected
+    assert (tmp_path / "reports" / "predictions.json").is_file()
+
+
+def test_predict_csv_with_mask_and_all(model_dir: Path, toy_dataset: Path, tmp_path: Path) -> None:
+    s = DatasetLayout(toy_dataset).samples("test")[0]
+    text = _run(["predict", str(s.image), "--mask", str(s.mask), "--model", "all", "--format", "csv",
+                 "--model-dir", str(model_dir)], tmp_path)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["model"] for r in rows] == ["images", "cutouts", "images_debiased"]
+    assert rows[1]["mask_source"] == "uploaded" and rows[0]["mask_source"] == ""
+    assert abs(sum(float(rows[0][f"p_{c}"]) for c in ("cylindrical", "pouch", "prismatic")) - 1) < 1e-4
+
+
+def test_predict_errors_are_one_line(model_dir: Path, toy_dataset: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "missing.jpg"), "--model-dir", str(model_dir)])
+    assert res.exit_code != 0 and "missing.jpg" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["predict", str(toy_dataset / "test"), "--model", "nope",
+                                   "--model-dir", str(model_dir)])
+    assert res.exit_code != 0 and "nope" in res.output
+
+
+def test_seed_form_input_type(model_dir: Path, toy_dataset: Path, tmp_path: Path) -> None:
+    s = DatasetLayout(toy_dataset).samples("test")[0]
+    env = {**os.environ, "INPUT_TYPE": "images", "EVBATTERY_MODEL_DIR": str(model_dir),
+           "EVBATTERY_REPORTS_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "evbattery.predict", str(s.image), "--format", "json"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["model_used"] == "images"
