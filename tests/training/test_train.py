@@ -122,6 +122,10 @@ def test_checkpoint_of_other_architecture_or_classes_is_refused(toy_dataset, tmp
     save_checkpoint(other, ckpt["state_dict"], {**ckpt["meta"], "classes": ["aa", "bb", "cc"]})
     with pytest.raises(CheckpointError, match="classes"):
         main(tiny_config(toy_dataset, tmp_path, pretrained=str(other)))
+    bare = tmp_path / "bare.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, bare)
+    with pytest.raises(CheckpointError, match="not a resnet18 state_dict"):
+        main(tiny_config(toy_dataset, tmp_path, pretrained=str(bare)))
 
 
 def test_cli_reports_bad_dataset_in_one_line(tmp_path):

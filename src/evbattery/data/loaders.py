@@ -87,7 +87,7 @@ class CachedDataset(Dataset):
         self.classes = list(layout.classes)
         samples = layout.require_split(split)
         if limit is not None and limit < len(samples):
-            # An even spread over classes, deterministic for the seed.
+            # A random subset (every class stays likely present), deterministic for the seed.
             idx = np.random.default_rng(seed).permutation(len(samples))[:limit]
             samples = [samples[i] for i in sorted(idx)]
         self.samples: list[Sample] = samples

@@ -131,8 +131,15 @@ def build_model(cfg: TrainConfig, classes: list[str]) -> tuple[nn.Module, nn.Mod
     from evbattery.models.classifier import ARCH, build_classifier
 
     if cfg.pretrained not in ("auto", "imagenet", "none"):
-        meta = load_checkpoint(cfg.pretrained)["meta"]
-        check_compatible(meta, ARCH, classes, cfg.pretrained)
+        ckpt = load_checkpoint(cfg.pretrained)
+        check_compatible(ckpt["meta"], ARCH, classes, cfg.pretrained)
+        # A bare state_dict carries no arch name: its keys must be ResNet-18's (load is non-strict).
+        from torchvision.models import resnet18
+
+        missing = [k for k in resnet18().state_dict() if k not in ckpt["state_dict"] and not k.startswith("fc.")]
+        if missing:
+            raise CheckpointError(f"{cfg.pretrained}: not a {ARCH} state_dict ({len(missing)} weights missing, "
+                                  f"e.g. {missing[0]!r})")
     model, desc = build_classifier(len(classes), cfg.pretrained)
     return model, nn.CrossEntropyLoss(), {"arch": ARCH, "task": "classification", "input_type": cfg.input_type,
                                           "classes": classes, "pretrained": desc}
