@@ -63,7 +63,7 @@ def test_suite_scores_every_model_on_every_variant(result) -> None:
         assert set(e["accuracy"]) == set(VARIANT_NAMES)
         assert all(0.0 <= a <= 1.0 for a in e["accuracy"].values())
         assert e["bg_gap"] == pytest.approx(e["accuracy"]["mixed_same"] - e["accuracy"]["mixed_rand"])
-        assert set(e["groups"]) == {f"{c}|{f}" for c in CLASSES for f in ("dark", "light")}
+        assert set(e["groups"]) == {f"{c}/{f}" for c in CLASSES for f in ("dark", "light")}
         assert sum(g["n"] for g in e["groups"].values()) == 18
         assert e["worst_group"]["accuracy"] == min(g["accuracy"] for g in e["groups"].values())
         assert e["gradcam_inside"]["n"] == 8 and 0.0 <= e["gradcam_inside"]["mean"] <= 1.0
@@ -122,3 +122,28 @@ def test_bias_cli_errors_name_the_problem(toy_dataset: Path, tmp_path: Path) -> 
     assert r.exit_code != 0 and "no best_model_<name>.pth" in r.output
     r = CliRunner().invoke(app, ["bias", "--data", str(tmp_path / "missing"), "--tracker", "none"])
     assert r.exit_code != 0 and "does not exist" in r.output
+
+
+def test_sweep_skips_finished_levels_and_plots_every_model(result, tmp_path: Path) -> None:
+    from evbattery.evaluation.bias_report import write_bias_report
+    from evbattery.evaluation.sweep import PROFILES, level_dir, run_sweep
+
+    for rho in (0.0, 0.9):  # finished levels: run_sweep must neither generate nor train anything
+        write_bias_report(result, level_dir(tmp_path, rho) / "bias")
+    summary = run_sweep([0.0, 0.9], PROFILES["smoke"], tmp_path)
+    assert list(summary["levels"]) == ["0", "0.9"]
+    h = summary["levels"]["0.9"]["images"]
+    e = result.summary["evaluations"]["images"]
+    assert h == {"original": e["accuracy"]["original"], "mixed_rand": e["accuracy"]["mixed_rand"],
+                 "worst_group": e["worst_group"]["accuracy"], "bg_gap": e["bg_gap"]}
+    assert set(summary["levels"]["0"]) == {"images", "cutouts[true]"}
+    assert not (tmp_path / "rho_0" / "data").exists()
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| 0.9 | images |" in (tmp_path / "sweep.md").read_text()
+
+
+def test_quick_profile_plan_fits_twenty_minutes() -> None:
+    from evbattery.evaluation.sweep import PROFILES, estimate_seconds
+
+    assert estimate_seconds(PROFILES["quick"], 4) <= 20 * 60
+    assert estimate_seconds(PROFILES["full"], 4) > estimate_seconds(PROFILES["quick"], 4)

@@ -54,10 +54,10 @@ class SplitData:
 
     @property
     def groups(self) -> list[str] | None:
-        """'<class>|<family>' per image, or None when any family is unknown."""
+        """'<class>/<family>' per image, or None when any family is unknown."""
         if any(f is None for f in self.families):
             return None
-        return [f"{self.classes[y]}|{f}" for y, f in zip(self.labels, self.families, strict=True)]
+        return [f"{self.classes[y]}/{f}" for y, f in zip(self.labels, self.families, strict=True)]
 
 
 def family_of(meta: dict[str, Any]) -> str | None:

@@ -77,8 +77,8 @@ def bias_sweep_cmd(
     prof = PROFILES[profile]
     est = estimate_seconds(prof, len(rhos), train_segmenter=segmenter is None)
     info(f"profile {profile}: {prof.describe()}")
-    info(f"estimated time for {len(rhos)} level(s) on a 2-core CPU: ~{est / 60:.0f} min "
-         "(levels with results are skipped)")
+    when = f"{est / 60:.0f} min" if est >= 120 else f"{est:.0f} s"
+    info(f"estimated time for {len(rhos)} level(s) on this 2-core CPU: ~{when} (levels with results are skipped)")
     if dry_run:
         return
     try:
