@@ -17,6 +17,8 @@ def to_uint8_tensor(image: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 array -> 3xHxW uint8 tensor."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 image, got shape {image.shape} dtype {image.dtype}")
+    if not image.flags.writeable:  # arrays viewing PIL buffers are read-only; torch wants writable memory
+        image = image.copy()
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
 
 
