@@ -31,11 +31,23 @@ def _local_light(light: Light, theta: float) -> tuple[float, float, float]:
     return lx * c + ly * s, -lx * s + ly * c, lz
 
 
-def _label_pattern(s: np.ndarray, n: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Printed text/logo-like marks on a label (0..1 ink), in label coordinates."""
-    k1, k2 = rng.uniform(18, 40), rng.uniform(2, 4)
-    ink = (np.sin(s * k1 + rng.uniform(0, 6)) > 0.5) & (np.abs(np.sin(n * k2 * np.pi)) > 0.8)
-    return ink.astype(np.float32) * rng.uniform(0.15, 0.4)
+def _label_pattern(s: np.ndarray, n: np.ndarray, rng: np.random.Generator, chars: float) -> np.ndarray:
+    """Printed text on a label: 1-3 lines of glyph-like marks in one block (0..1 ink).
+
+    s in [0,1] runs along the text, n in [-1,1] across it; `chars` = glyphs per unit of s.
+    """
+    a = rng.uniform(0.08, 0.5)
+    b = a + rng.uniform(0.2, 0.45)
+    k, ph = 2 * np.pi * chars, rng.uniform(0, 6)
+    glyph = (np.sin(s * k + ph) + 0.7 * np.sin(s * k * 2.63 + 2 * ph)) > 0.2
+    words = np.sin(s * k / 6.3 + ph) > -0.75
+    n_lines, lh = int(rng.integers(1, 4)), rng.uniform(0.1, 0.18)
+    n0 = rng.uniform(-0.3, 0.3)
+    rows = np.zeros(n.shape, bool)
+    for j in range(n_lines):
+        rows |= np.abs(n - n0 - (j - (n_lines - 1) / 2) * lh * 1.7) < lh / 2
+    ink = glyph & words & rows & (s > a) & (s < b)
+    return ink.astype(np.float32) * rng.uniform(0.35, 0.7)
 
 
 def render_cylindrical(area_px: float, rng: np.random.Generator, light: Light) -> CellLayer:
@@ -64,8 +76,10 @@ def render_cylindrical(area_px: float, rng: np.random.Generator, light: Light) -
     # wrap: base colour, label band(s), printed marks; shading across the cylinder
     s = (t + Lp / 2) / max(Lp, 1e-3)
     wrap = np.broadcast_to(pick(BODY, rng), (h, w, 3)).copy()
-    style = rng.integers(3)
-    if style == 0:  # one broad label band
+    style = rng.choice(4, p=[0.3, 0.25, 0.2, 0.25])
+    if style == 3:  # plain wrap
+        band = np.zeros((h, w), np.float32)
+    elif style == 0:  # one broad label band
         a, b = sorted(rng.uniform(0.1, 0.9, 2))
         band = ((s > a) & (s < b)).astype(np.float32)
     elif style == 1:  # thin stripes near both ends
@@ -74,11 +88,11 @@ def render_cylindrical(area_px: float, rng: np.random.Generator, light: Light) -
     else:  # two-tone split
         band = (s > rng.uniform(0.3, 0.7)).astype(np.float32)
     wrap += (pick(LABEL, rng) - wrap) * band[..., None]
-    wrap *= (1 - _label_pattern(s * Lp / sc, n, rng) * (rng.random() < 0.7))[..., None]
+    wrap *= (1 - _label_pattern(s, n, rng, rng.uniform(5, 8) * aspect) * (rng.random() < 0.8))[..., None]
     # wrapped diffuse + lifted ambient: a glossy wrap catches room light from all sides, and a hard
     # terminator would make cylinders the only class with a wide brightness range (a colour-stats leak)
     amb = min(light.ambient + 0.1, 0.6)
-    diffuse = np.maximum(0, (n * lv + nz * lz + 0.4) / 1.4)
+    diffuse = np.maximum(0, (n * lv + nz * lz + 0.6) / 1.6)
     hv_, hz_ = lv, lz + 1.0
     hn = np.hypot(hv_, hz_) + 1e-6
     spec = np.maximum(0, (n * hv_ + nz * hz_) / hn) ** rng.uniform(20, 80) * rng.uniform(0.12, 0.45)
@@ -152,7 +166,7 @@ def render_pouch(area_px: float, rng: np.random.Generator, light: Light) -> Cell
 
     # laminate: bulge height field -> normals -> diffuse + specular
     rim = rng.uniform(0.03, 0.07)
-    p = rng.uniform(3, 8)  # separable pillow profile: flat middle, soft fall-off, no diagonal creases
+    p = rng.uniform(2, 4.5)  # separable pillow profile: flat middle, soft fall-off, no diagonal creases
     ix, iy = np.clip(np.abs(x) / (hx - rim), 0, 1), np.clip(np.abs(y) / (hy - rim), 0, 1)
     hfield = (1 - ix**p) * (1 - iy**p)
     if rng.random() < 0.35:  # dent or fold
@@ -174,14 +188,15 @@ def render_pouch(area_px: float, rng: np.random.Generator, light: Light) -> Cell
     g = rng.normal(0, 0.2, 2)  # broad reflection gradient across the flat body
     col = lam[None, None, :] * (1 + g[0] * x + g[1] * y / max(hy, 1e-3) * 0.5)[..., None]
     rim_mask = (-sdf < rim)[..., None]
-    col = np.where(rim_mask, col * 0.88 + 255 * 0.1, col)
-    if rng.random() < 0.5:  # printed label on the body
+    col = np.where(rim_mask, col * 0.9 + 255 * 0.05, col)
+    if rng.random() < 0.65:  # printed label on the body
         lw, lh = rng.uniform(0.2, 0.5), rng.uniform(0.3, 0.6) * hy
         lx0, ly0 = rng.uniform(-0.15, 0.15), rng.uniform(-0.2, 0.2) * hy
         lab = (np.abs(x - lx0) < lw / 2) & (np.abs(y - ly0) < lh)
-        col = np.where(lab[..., None], pick(LABEL, rng) * (1 - _label_pattern(x * 4, y / hy, rng))[..., None], col)
+        ink = _label_pattern((x - lx0) / lw + 0.5, (y - ly0) / lh, rng, rng.uniform(10, 16) * lw / 0.3)
+        col = np.where(lab[..., None], pick(LABEL, rng) * (1 - ink)[..., None], col)
     shade = amb + (1 - amb) * np.clip(ndotl, 0, 1)
-    body = col * shade[..., None] + 255 * rng.uniform(0.2, 0.6) * spec[..., None]
+    body = col * shade[..., None] + 255 * rng.uniform(0.15, 0.45) * spec[..., None]
     over(rgb, alpha, body, a_body)
     return CellLayer(rgb, alpha, {"layout": layout, "tilt_deg": round(float(np.degrees(tilt)), 1),
                                   "aspect": round(float(aspect), 2),

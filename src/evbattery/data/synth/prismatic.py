@@ -80,10 +80,10 @@ def render_prismatic(area_px: float, rng: np.random.Generator, light: Light) -> 
     ldir, amb = light.dir, light.ambient
     hvec = ldir + np.array([0, 0, 1.0])
     hvec /= np.linalg.norm(hvec)
-    can = pick(BODY, rng) if rng.random() < 0.8 else pick(METAL, rng, 5)
+    can = pick(BODY, rng) if rng.random() < 0.88 else pick(METAL, rng, 5)
     top_col = [can, pick(((25, 25, 28), (60, 62, 66), (150, 150, 150)), rng, 5), pick(METAL, rng, 5)][
-        int(rng.choice(3, p=[0.5, 0.25, 0.25]))]
-    gloss = rng.uniform(0.1, 0.45)
+        int(rng.choice(3, p=[0.6, 0.2, 0.2]))]
+    gloss = rng.uniform(0.15, 0.6)
     rgb = np.zeros((h, w, 3), np.float32)
     alpha = np.zeros((h, w), np.float32)
 
