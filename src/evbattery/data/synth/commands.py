@@ -51,6 +51,7 @@ def preview_cmd(
     out: Path = PreviewOut,
     n: int = typer.Option(24, "--n", help="Number of photos on the sheet."),
     tile: int = typer.Option(160, "--tile", help="Tile side in pixels."),
+    colors: int = typer.Option(0, "--colors", help="Palette PNG with this many colours (0 = full colour)."),
 ) -> None:
     """Contact sheet: photos with class + family captions and mask outlines."""
     from evbattery.data.layout import DatasetError
@@ -58,10 +59,12 @@ def preview_cmd(
 
     if n < 1:
         fail(f"--n must be >= 1, got {n}")
+    if not 0 <= colors <= 256:
+        fail(f"--colors must be in 0..256, got {colors}")
     if not data.is_dir():
         fail(f"dataset folder {data} does not exist (generate one with `evbattery data synth`)")
     try:
-        write_contact_sheet(data, out, n, tile)
+        write_contact_sheet(data, out, n, tile, colors)
     except (DatasetError, OSError, ValueError) as e:
         fail(str(e))
     info(f"wrote {out}")

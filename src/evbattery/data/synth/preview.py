@@ -54,8 +54,11 @@ def contact_sheet(data: Path, n: int = 24, tile: int = 160, cols: int = 6, seed:
     return sheet
 
 
-def write_contact_sheet(data: Path, out: Path, n: int = 24, tile: int = 160) -> Path:
-    """Write the contact sheet PNG; returns its path."""
+def write_contact_sheet(data: Path, out: Path, n: int = 24, tile: int = 160, colors: int = 0) -> Path:
+    """Write the contact sheet PNG (palette PNG of `colors` colours when > 0, for small files); returns its path."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    contact_sheet(data, n, tile).save(out, format="PNG", optimize=True)
+    sheet = contact_sheet(data, n, tile)
+    if colors:
+        sheet = sheet.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    sheet.save(out, format="PNG", optimize=True)
     return out
