@@ -44,6 +44,20 @@ def model_dir(toy_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     sd = train_tiny(toy_dataset, "images")
     for name in ("images", "cutouts"):
         save_checkpoint(d / f"best_model_{name}.pth", sd, {**default_meta(name), "image_size": SIZE, "name": name})
+    # A real (untrained) segmenter: its masks are poor, which is what [pred] is there to expose.
+    from evbattery.models.segmenter import ARCH, build_segmenter
+
+    torch.manual_seed(0)
+    save_checkpoint(d / "segmenter.pth", build_segmenter().state_dict(),
+                    {"name": "segmenter", "arch": ARCH, "task": "segmentation", "image_size": SIZE})
+    return d
+
+
+@pytest.fixture(scope="module")
+def model_dir_no_segmenter(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("models_noseg")
+    for name in ("images", "cutouts"):
+        (d / f"best_model_{name}.pth").write_bytes((model_dir / f"best_model_{name}.pth").read_bytes())
     return d
 
 
@@ -57,8 +71,8 @@ def result(toy_dataset: Path, model_dir: Path):
 def test_suite_scores_every_model_on_every_variant(result) -> None:
     s = result.summary
     assert s["n_images"] == 18 and s["variants"] == list(VARIANT_NAMES)
-    assert list(s["evaluations"]) == ["images", "cutouts[true]"]  # no segmenter.pth -> true masks only
-    assert any("no segmenter" in n for n in s["notes"])
+    assert list(s["evaluations"]) == ["images", "cutouts[true]", "cutouts[pred]"]
+    assert s["notes"] == [] and 0.0 <= s["segmenter_iou_original"] <= 1.0
     for e in s["evaluations"].values():
         assert set(e["accuracy"]) == set(VARIANT_NAMES)
         assert all(0.0 <= a <= 1.0 for a in e["accuracy"].values())
@@ -77,8 +91,11 @@ def test_true_mask_cutouts_are_blind_to_the_background(result) -> None:
 
 
 def test_agreement_and_examples(result) -> None:
-    (pair,) = result.summary["agreement_original"]
-    assert (pair["a"], pair["b"], pair["n"]) == ("images", "cutouts[true]", 18)
+    pairs = result.summary["agreement_original"]
+    assert [(p["a"], p["b"]) for p in pairs] == [("images", "cutouts[true]"), ("images", "cutouts[pred]"),
+                                                 ("cutouts[true]", "cutouts[pred]")]
+    pair = pairs[0]
+    assert pair["n"] == 18
     assert pair["a_wrong"] + pair["b_wrong"] + pair["both_wrong"] == pair["disagreements"]
     assert len(result.examples) == 2
     ex = result.examples[0]
@@ -100,16 +117,18 @@ def test_report_files(result, tmp_path: Path) -> None:
     assert paths["markdown"] == tmp_path / "report.md"
 
 
-def test_bias_cli(toy_dataset: Path, model_dir: Path, tmp_path: Path) -> None:
+def test_bias_cli_without_segmenter(toy_dataset: Path, model_dir_no_segmenter: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from evbattery.cli import app
 
-    r = CliRunner().invoke(app, ["bias", "--data", str(toy_dataset), "--model-dir", str(model_dir), "--out",
-                                 str(tmp_path / "bias"), "--limit", "6", "--cam-limit", "2", "--tracker", "none"])
+    r = CliRunner().invoke(app, ["bias", "--data", str(toy_dataset), "--model-dir", str(model_dir_no_segmenter),
+                                 "--out", str(tmp_path / "bias"), "--limit", "6", "--cam-limit", "2",
+                                 "--tracker", "none"])
     assert r.exit_code == 0, r.output
-    assert "Background bias" in r.output and "wrote" in r.output
-    assert json.loads((tmp_path / "bias" / "report.json").read_text())["n_images"] == 6
+    assert "Background bias" in r.output and "no segmenter" in r.output
+    report = json.loads((tmp_path / "bias" / "report.json").read_text())
+    assert report["n_images"] == 6 and list(report["evaluations"]) == ["images", "cutouts[true]"]
 
 
 def test_bias_cli_errors_name_the_problem(toy_dataset: Path, tmp_path: Path) -> None:
@@ -136,7 +155,7 @@ def test_sweep_skips_finished_levels_and_plots_every_model(result, tmp_path: Pat
     e = result.summary["evaluations"]["images"]
     assert h == {"original": e["accuracy"]["original"], "mixed_rand": e["accuracy"]["mixed_rand"],
                  "worst_group": e["worst_group"]["accuracy"], "bg_gap": e["bg_gap"]}
-    assert set(summary["levels"]["0"]) == {"images", "cutouts[true]"}
+    assert set(summary["levels"]["0"]) == {"images", "cutouts[true]", "cutouts[pred]"}
     assert not (tmp_path / "rho_0" / "data").exists()
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "| 0.9 | images |" in (tmp_path / "sweep.md").read_text()
