@@ -175,3 +175,19 @@ def test_preview_writes_a_contact_sheet(synth_pair, tmp_path):
     img = load_rgb(out)
     assert img.shape == (2 * (64 + 14), 6 * 64, 3)
     assert ((img == (60, 255, 60)).all(axis=2)).sum() > 20  # mask outlines are drawn
+
+
+def test_bench_commands_write_their_reports(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("EVBATTERY_REPORTS_DIR", str(tmp_path))
+    res = CliRunner().invoke(app, ["bench", "synth", "--n", "6", "--size", "48", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    bench = json.loads((tmp_path / "bench_synth.json").read_text())
+    assert bench["images"] == 6 and bench["images_per_s"] > 0 and bench["cpu_ms_per_image"] > 0
+    res = CliRunner().invoke(app, ["bench", "synth-difficulty", "--n-train", "30", "--n-test", "27", "--size", "48",
+                                   "--workers", "1"])
+    diff = json.loads((tmp_path / "synth_difficulty.json").read_text())
+    assert set(diff) >= {"images", "cutouts", "limits", "pass"}
+    assert 0 <= diff["images"]["test_accuracy"] <= 1 and diff["n_test"] == 27
+    assert res.exit_code == (0 if diff["pass"] else 1)
