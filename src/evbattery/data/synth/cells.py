@@ -165,7 +165,7 @@ def render_pouch(area_px: float, rng: np.random.Generator, light: Light) -> Cell
         over(rgb, alpha, col, a_t)
 
     # laminate: bulge height field -> normals -> diffuse + specular
-    rim = rng.uniform(0.03, 0.07)
+    rim = rng.uniform(0.015, 0.045)
     p = rng.uniform(2, 4.5)  # separable pillow profile: flat middle, soft fall-off, no diagonal creases
     ix, iy = np.clip(np.abs(x) / (hx - rim), 0, 1), np.clip(np.abs(y) / (hy - rim), 0, 1)
     hfield = (1 - ix**p) * (1 - iy**p)
@@ -177,7 +177,7 @@ def render_pouch(area_px: float, rng: np.random.Generator, light: Light) -> Cell
             a = rng.uniform(0, np.pi)
             d = (x - cx_) * np.sin(a) - (y - cy_) * np.cos(a)
             hfield -= 0.4 * np.exp(-(d / 0.015) ** 2)
-    hfield = hfield * rng.uniform(0.035, 0.09) * sc + 0.4 * fbm(h, w, 5, 2, rng)
+    hfield = hfield * rng.uniform(0.02, 0.05) * sc + 0.4 * fbm(h, w, 5, 2, rng)
     gy, gx = np.gradient(hfield)
     norm = np.sqrt(gx * gx + gy * gy + 1)
     ndotl = (-gx * lx - gy * ly + lz) / norm
