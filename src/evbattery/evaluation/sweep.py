@@ -32,10 +32,11 @@ MODEL_RECIPES: dict[str, dict[str, Any]] = {
     "images_debiased": {"input_type": "images", "debias": "bg-swap"},
 }
 # Measured here (fp32 + channels_last, 2 cores, others on the CPU): ~30 training img/s at 128 px;
-# cost scales with pixels. Inference ~3x a training step; generation ~0.01 s per 96-px image per core.
+# cost scales with pixels. Inference ~3x a training step; generation ~0.04 s per 96-px image per core.
 TRAIN_IMG_S_AT_128 = 30.0
 INFER_SPEEDUP = 3.0
-GEN_S_PER_IMG_96 = 0.02
+GEN_S_PER_IMG_96 = 0.04
+STARTUP_S = 10.0  # per training run or suite: process-level setup, model building, data decoding
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class SweepProfile:
     n_test: int           # a multiple of 27 = 3 classes x 9 families keeps every group equal
     epochs: int
     seg_epochs: int
+    cutout_epochs: int | None = None  # the cutout model learns in a few epochs (DESIGN.md); None = epochs
     batch_size: int = 32
     lr: float = 1e-3
     swap_prob: float = 0.5
@@ -57,17 +59,26 @@ class SweepProfile:
     workers: int = 2
     pretrained: str = "auto"
 
+    def epochs_for(self, model: str) -> int:
+        """Epochs of one model of the sweep."""
+        if MODEL_RECIPES[model]["input_type"] == "cutouts" and self.cutout_epochs is not None:
+            return self.cutout_epochs
+        return self.epochs
+
     def describe(self) -> str:
         """One line for the console."""
-        return (f"{self.image_size} px, {self.n_train}/{self.n_val}/{self.n_test} train/val/test images, {self.epochs} epochs, models {', '.join(self.models)}, "
-                f"segmenter {self.seg_epochs} epochs")
+        epochs = ", ".join(f"{m} {self.epochs_for(m)}" for m in self.models)
+        return (f"{self.image_size} px, {self.n_train}/{self.n_val}/{self.n_test} train/val/test images, "
+                f"epochs: {epochs}, segmenter {self.seg_epochs}")
 
 
 PROFILES: dict[str, SweepProfile] = {
     # <= 20 min on a 2-core CPU for 4 levels (estimate printed up front).
-    "quick": SweepProfile("quick", image_size=96, n_train=576, n_val=96, n_test=216, epochs=6, seg_epochs=3),
+    "quick": SweepProfile("quick", image_size=96, n_train=576, n_val=96, n_test=189, epochs=6, seg_epochs=3,
+                          cutout_epochs=3, cam_limit=64),
     # A bigger machine: the recipe that made the image model find the cell (DESIGN.md: ~3,000 images, long schedule).
     "full": SweepProfile("full", image_size=224, n_train=3000, n_val=450, n_test=810, epochs=30, seg_epochs=10,
+                         cutout_epochs=10,
                          batch_size=64, cam_limit=256, workers=8),
     # Tests and smoke runs only: proves the plumbing in well under 2 minutes, says nothing about bias.
     "smoke": SweepProfile("smoke", image_size=64, n_train=12, n_val=6, n_test=27, epochs=1, seg_epochs=1,
@@ -80,12 +91,13 @@ def estimate_seconds(p: SweepProfile, n_levels: int, train_segmenter: bool = Tru
     train_rate = TRAIN_IMG_S_AT_128 * (128 / p.image_size) ** 2
     infer_rate = train_rate * INFER_SPEEDUP
     n_tr, n_va, n_te = p.n_train, p.n_val, p.n_test
-    per_model = p.epochs * (n_tr / train_rate + n_va / infer_rate)
+    per_epoch = n_tr / train_rate + n_va / infer_rate
     n_evals = len(p.models) + ("cutouts" in p.models)  # cutouts scored with true and predicted masks
     suite = (7 * n_te * (n_evals + 1)) / infer_rate + min(p.cam_limit, n_te) * n_evals / train_rate
     gen = (n_tr + n_va + n_te) * GEN_S_PER_IMG_96 * (p.image_size / 96) ** 2 / 2
     seg = p.seg_epochs * n_tr / train_rate if train_segmenter else 0.0
-    return n_levels * (len(p.models) * per_model + suite + gen) + seg
+    fixed = STARTUP_S * (len(p.models) + 1)
+    return n_levels * (sum(p.epochs_for(m) for m in p.models) * per_epoch + suite + gen + fixed) + seg
 
 
 def level_dir(out: Path, rho: float) -> Path:
@@ -94,11 +106,11 @@ def level_dir(out: Path, rho: float) -> Path:
 
 
 def _train(p: SweepProfile, data: Path, model_dir: Path, runs: Path, seed: int, name: str | None,
-           **overrides: Any) -> dict[str, Any]:
+           epochs: int, **overrides: Any) -> dict[str, Any]:
     from evbattery.training.config import TrainConfig
     from evbattery.training.train import main as train_main
 
-    cfg = TrainConfig(data_dir=str(data), model_dir=str(model_dir), runs_dir=str(runs), epochs=p.epochs,
+    cfg = TrainConfig(data_dir=str(data), model_dir=str(model_dir), runs_dir=str(runs), epochs=epochs,
                       batch_size=p.batch_size, lr=p.lr, image_size=p.image_size, seed=seed,
                       pretrained=p.pretrained, tracker="none", name=name, **overrides)
     return train_main(cfg)
@@ -110,7 +122,7 @@ def ensure_segmenter(p: SweepProfile, out: Path, data: Path, seed: int) -> Path:
     target = segmenter_path(seg_dir)
     if target.is_file():
         return target
-    _train(p, data, seg_dir, Path(out) / "runs", seed, None, input_type="masks")
+    _train(p, data, seg_dir, Path(out) / "runs", seed, None, p.seg_epochs, input_type="masks")
     if not target.is_file():  # accept the classifier-style name too
         alt = model_path(seg_dir, "segmenter")
         if not alt.is_file():
@@ -145,7 +157,8 @@ def run_level(rho: float, p: SweepProfile, out: Path, seed: int, segmenter: Path
     for name in p.models:
         if not model_path(models, name).is_file():
             log.info("rho=%g: training %s", rho, name)
-            _train(p, data, models, d / "runs", seed, name, swap_prob=p.swap_prob, **MODEL_RECIPES[name])
+            _train(p, data, models, d / "runs", seed, name, p.epochs_for(name), swap_prob=p.swap_prob,
+                   **MODEL_RECIPES[name])
     _place(segmenter or ensure_segmenter(p, out, data, seed), segmenter_path(models))
     result = run_bias_suite(data, models, split="test", seed=seed, cam_limit=p.cam_limit)
     result.summary["rho"] = rho
