@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -38,11 +40,11 @@ from evbattery.api.uploads import BodyLimitMiddleware, keep_uploads_in_memory
 log = logging.getLogger(__name__)
 
 
-def load_service(settings: ApiSettings):  # noqa: ANN201 - ModelService (torch imported lazily)
+def load_service(settings: ApiSettings) -> Any:  # a ModelService
     """Load every model of settings.model_dir once."""
     from evbattery.inference.service import ModelService
 
-    onnx_dir = settings.onnx_dir and __import__("pathlib").Path(settings.onnx_dir)
+    onnx_dir = Path(settings.onnx_dir) if settings.onnx_dir else None
     svc = ModelService.load(settings.model_dir, backend=settings.api_backend, onnx_dir=onnx_dir)
     log.info("loaded models %s from %s (backend %s, segmenter %s)%s", list(svc.predictors), settings.model_dir,
              settings.api_backend, svc.segmenter is not None, f"; errors: {svc.errors}" if svc.errors else "")

@@ -92,7 +92,7 @@ def decode_inputs(image_bytes: bytes, mask_bytes: bytes | None,
         return np.asarray(img), alpha, mask
 
 
-class http_errors:  # noqa: N801 - used as a context manager
+class http_errors:
     """Map the domain errors of decoding and inference to HTTP errors with a clear detail."""
 
     STATUS = ((ImageTooLargeError, 413), (ImageDecodeError, 400), (MaskSizeError, 422),
@@ -101,7 +101,7 @@ class http_errors:  # noqa: N801 - used as a context manager
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
         if exc is None or isinstance(exc, HTTPException):
             return False
         for cls, status in self.STATUS:
