@@ -124,11 +124,15 @@ def test_bias_cli_without_segmenter(toy_dataset: Path, model_dir_no_segmenter: P
 
     r = CliRunner().invoke(app, ["bias", "--data", str(toy_dataset), "--model-dir", str(model_dir_no_segmenter),
                                  "--out", str(tmp_path / "bias"), "--limit", "6", "--cam-limit", "2",
-                                 "--tracker", "none"])
+                                 "--tracker", "wandb", "--runs-dir", str(tmp_path / "runs")])
     assert r.exit_code == 0, r.output
     assert "Background bias" in r.output and "no segmenter" in r.output
     report = json.loads((tmp_path / "bias" / "report.json").read_text())
     assert report["n_images"] == 6 and list(report["evaluations"]) == ["images", "cutouts[true]"]
+    # The tracker's plain files get the same numbers (W&B itself is disabled in tests).
+    (metrics_file,) = (tmp_path / "runs").glob("*/metrics.jsonl")
+    logged = json.loads(metrics_file.read_text().splitlines()[0])
+    assert logged["bias/images/bg_gap"] == pytest.approx(report["evaluations"]["images"]["bg_gap"])
 
 
 def test_bias_cli_errors_name_the_problem(toy_dataset: Path, tmp_path: Path) -> None:
