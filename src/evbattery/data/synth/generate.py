@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,11 @@ def _write_task(job: tuple[Task, int, int, str]) -> tuple[str, dict[str, Any]]:
     return f"{task.split}/{task.cls}/{task.stem}", meta
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C is handled once, by the parent: it stops the pool and removes the staged folder
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def default_workers() -> int:
     """Worker processes to use when not told: the usable CPUs (at most 8)."""
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
@@ -137,7 +143,7 @@ def generate_dataset(out: Path, n_train: int = 900, n_val: int = 150, n_test: in
                 images[k] = m
                 bar.update()
         else:
-            with mp.get_context("fork").Pool(workers) as pool:
+            with mp.get_context("fork").Pool(workers, initializer=_ignore_sigint) as pool:
                 for k, m in pool.imap(_write_task, jobs, chunksize=4):
                     images[k] = m
                     bar.update()
