@@ -110,3 +110,18 @@ def test_api_key_required_when_set(model_dir: Path, toy_dataset: Path) -> None:
         assert c.post("/predict/image", files=up, headers={"X-API-Key": "s3cret"}).status_code == 200
         assert c.get("/models").status_code == 401
         assert c.get("/health").status_code == 200
+
+
+def test_not_ready_without_models(tmp_path: Path) -> None:
+    from server import running_server
+
+    from evbattery.api.app import create_app
+    from evbattery.api.config import ApiSettings
+
+    with running_server(create_app(ApiSettings(model_dir=tmp_path))) as base, httpx.Client(base_url=base) as c:
+        r = c.get("/ready")
+        assert r.status_code == 503 and r.json()["missing"] == ["images", "cutouts"]
+        r = c.post("/predict/both", files=files(PNG))
+        assert r.status_code == 503 and "images, cutouts" in r.json()["detail"]
+        assert c.post("/predict/all", files=files(PNG)).status_code == 503
+        assert c.get("/models").json() == {"models": [], "segmenter": False}

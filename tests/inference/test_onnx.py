@@ -33,3 +33,11 @@ def test_onnx_export_parity(model_dir: Path, toy_dataset: Path, tmp_path: Path) 
     pb = [p.predicted_class for p in onnx_pred.predict(images)]
     assert pa == pb
     assert np.isfinite(onnx_pred.logits(batch)).all()
+
+
+def test_service_loads_onnx_backend(model_dir: Path, tmp_path: Path) -> None:
+    from evbattery.inference.service import load_predictors
+
+    export_onnx(discover_models(model_dir)["cutouts"], tmp_path / "cutouts.onnx")
+    preds = load_predictors(model_dir, backend="onnx", onnx_dir=tmp_path, names=["cutouts"])
+    assert preds["cutouts"].backend == "onnx" and preds["cutouts"].input_type == "cutouts"

@@ -12,7 +12,7 @@ class ApiSettings(Settings):
 
     api_backend: str = "torch"          # EVBATTERY_API_BACKEND: torch | onnx (<model_dir>/onnx/<name>.onnx)
     onnx_dir: str | None = None         # EVBATTERY_ONNX_DIR (default <model_dir>/onnx)
-    infer_concurrency: int = Field(default=2, ge=1)  # inferences running at once (2 cores here)
+    infer_concurrency: int = Field(default=1, ge=1)  # EVBATTERY_INFER_CONCURRENCY: model calls at once
     required_models: str = "images,cutouts"  # /ready is 503 until these are loaded
 
     @property
