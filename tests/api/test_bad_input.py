@@ -51,6 +51,13 @@ def test_bad_input_corpus(client: httpx.Client, toy_dataset: Path) -> None:
     assert client.post("/predict/image", content=b"raw", headers={"content-type": "image/png"}).status_code == 422
     r = client.post("/predict/image", content=b"x" * 400_000, headers={"content-type": "multipart/form-data; b=1"})
     assert r.status_code == 413
+    # A chunked upload (no Content-Length) is cut off while it is read.
+    body = (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + b"\0" * 600_000 + b"\r\n--XyZ--\r\n")
+    chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
+    r = client.post("/predict/image", content=chunks, headers={"content-type": "multipart/form-data; boundary=XyZ"})
+    assert r.request.headers["transfer-encoding"] == "chunked"
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
     assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200
 
 

@@ -42,18 +42,28 @@ class BodyLimitMiddleware:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await _send_json(send, 413, f"upload of {int(length)} bytes exceeds the limit of "
                                                f"{self.max_bytes - BODY_SLACK} bytes")
-        seen = 0
+        seen, exceeded = 0, False
 
         async def limited_receive() -> MutableMapping[str, Any]:
-            nonlocal seen
+            nonlocal seen, exceeded
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.max_bytes:
-                    raise HTTPException(413, f"upload exceeds the limit of {self.max_bytes - BODY_SLACK} bytes")
+                    exceeded = True
+                    raise HTTPException(413, "upload too large")  # stops reading; the reply is set below
             return msg
 
-        return await self.app(scope, limited_receive, send)
+        async def checked_send(msg: MutableMapping[str, Any]) -> None:
+            # The body parser turns any error while reading into a 400; report the real cause instead.
+            if not exceeded:
+                return await send(msg)
+            if msg["type"] == "http.response.start":
+                return await _send_json(send, 413, f"upload exceeds the limit of {self.max_bytes - BODY_SLACK} "
+                                                   f"bytes")
+            return None
+
+        return await self.app(scope, limited_receive, checked_send)
 
 
 async def _send_json(send: Any, status: int, detail: str) -> None:

@@ -99,9 +99,8 @@ class ModelService:
         return canonical
 
     def missing(self, required: Sequence[str] = ("images", "cutouts")) -> list[str]:
-        """Names of the required models (and the segmenter, when a cutout model is loaded) not loaded."""
-        miss = [n for n in required if n not in self.predictors]
-        return miss
+        """Names of the required models that are not loaded."""
+        return [n for n in required if n not in self.predictors]
 
     def needs_cutout(self, names: Sequence[str]) -> bool:
         """True if any of the named models takes cutouts."""
