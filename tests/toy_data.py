@@ -14,7 +14,7 @@ import numpy as np
 from evbattery.config import CLASSES
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetLayout
-from evbattery.imageio import save_jpeg, save_png
+from evbattery.imageio import load_rgb, save_jpeg, save_png
 
 FAMILIES = ("light", "dark")
 
@@ -49,9 +49,11 @@ def make_toy_dataset(root: Path, n: tuple[int, int, int] = (12, 6, 6), size: int
                 family = FAMILIES[i % 2]
                 img, mask = toy_sample(cls, size, rng, family)
                 stem = f"{cls[:3]}_{split}_{i:03d}"
-                save_jpeg(img, layout.image_path(split, cls, stem), quality=95)
+                image_path = layout.image_path(split, cls, stem)
+                save_jpeg(img, image_path, quality=95)
                 save_png(mask, layout.mask_path(split, cls, stem))
-                save_png(make_cutout(img, mask), layout.cutout_path(split, cls, stem))
+                # Cutouts from the stored JPEG, as every importer and the API make them.
+                save_png(make_cutout(load_rgb(image_path), mask), layout.cutout_path(split, cls, stem))
                 meta[f"{split}/{cls}/{stem}"] = {"class": cls, "background": family}
     layout.write_card({"source": {"kind": "toy", "seed": seed, "size": size}, "images": meta})
     return root

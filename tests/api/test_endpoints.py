@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import base64
-import shutil
 from pathlib import Path
 
 import httpx
 from helpers import files
 from serving_models import toy_test_files
 
-from evbattery.data.cutouts import write_cutouts
 from evbattery.data.layout import DatasetLayout
 from evbattery.evaluation.evaluate import evaluate_model
 from evbattery.inference.predictor import Predictor
@@ -79,14 +77,9 @@ def test_metrics_count_requests(client: httpx.Client, toy_dataset: Path) -> None
     assert 'evbattery_inference_latency_seconds_count{endpoint="/predict/image",model="images"}' in text
 
 
-def test_api_matches_offline_evaluation(client: httpx.Client, toy_dataset: Path, model_dir: Path,
-                                        tmp_path: Path) -> None:
+def test_api_matches_offline_evaluation(client: httpx.Client, toy_dataset: Path, model_dir: Path) -> None:
     """The API's answers on the test split are evaluate_model's answers (same Predictor path)."""
-    # The toy fixture cuts out pre-JPEG pixels; remake the test cutouts from the stored photos the way
-    # `evbattery data cutouts` does, so both sides start from the same files.
-    shutil.copytree(toy_dataset, tmp_path / "data")
-    layout = DatasetLayout(tmp_path / "data")
-    write_cutouts(layout, splits=("test",), progress=False)
+    layout = DatasetLayout(toy_dataset)
     paths = discover_models(model_dir)
     offline = {n: evaluate_model(Predictor.from_checkpoint(paths[n]), layout) for n in ("images", "cutouts")}
     wrong: dict[str, set[str]] = {"images": set(), "cutouts": set()}
