@@ -21,6 +21,7 @@ run: venv
 	$(BIN)/python -m evbattery demo
 
 test: venv
+	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest -q
 
 lint: venv

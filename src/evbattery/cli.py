@@ -27,11 +27,12 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 # Command modules register themselves on the apps above when imported.
 from evbattery.data import commands as _data_commands  # noqa: E402,F401
-from evbattery.inference import commands as _inference_commands  # noqa: E402,F401
 from evbattery.data.synth import commands as _synth_commands  # noqa: E402,F401
-from evbattery.training import commands as _training_commands  # noqa: E402,F401
 from evbattery.evaluation import bias_commands as _bias_commands  # noqa: E402,F401
+from evbattery.inference import commands as _inference_commands  # noqa: E402,F401
+from evbattery.training import commands as _training_commands  # noqa: E402,F401
 from evbattery.ui import commands as _ui_commands  # noqa: E402,F401
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -46,7 +46,7 @@ def test_require_split_explains_missing_data(tmp_path: Path) -> None:
 
 def test_malformed_card_names_file(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text("{nope")
-    with pytest.raises(DatasetError, match="dataset.json: not valid JSON"):
+    with pytest.raises(DatasetError, match=r"dataset\.json: not valid JSON"):
         DatasetLayout(tmp_path).read_card()
 
 
@@ -56,9 +56,8 @@ def test_staged_output_moves_on_success_only(tmp_path: Path) -> None:
         (tmp / "f.txt").write_text("x")
         assert not out.exists()
     assert (out / "f.txt").read_text() == "x"
-    with pytest.raises(DatasetError, match="not empty"):
-        with staged_output(out):
-            pass
+    with pytest.raises(DatasetError, match="not empty"), staged_output(out):
+        pass
     with pytest.raises(RuntimeError), staged_output(out, overwrite=True) as tmp:
         (tmp / "g.txt").write_text("half")
         raise RuntimeError("interrupted")

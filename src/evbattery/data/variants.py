@@ -60,7 +60,7 @@ def only_bg_t(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if box is None:
         return out
     y0, y1, x0, x1 = box
-    h, w = mask.shape
+    _h, _w = mask.shape
     strips = [image[:y0, :], image[y1:, :], image[:, :x0], image[:, x1:]]
     strip = max(strips, key=lambda s: s.shape[0] * s.shape[1])
     if strip.size == 0:

@@ -184,5 +184,5 @@ def log_to_tracker(summary: dict[str, Any], paths: dict[str, Path], runs_dir: Pa
             tracker.run.log({f"bias/{k}": wandb.Image(str(p)) for k, p in paths.items() if str(p).endswith(".png")})
         tracker.summary(_json_safe(metrics))
         tracker.finish()
-    except Exception as e:  # noqa: BLE001  (the report files are the result; tracking is a mirror)
+    except Exception as e:
         log.warning("bias report not logged to the tracker (%s: %s)", type(e).__name__, e)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from evbattery.data.transforms import normalize, resize_uint8
-from evbattery.models.classifier import classifier_from_checkpoint
 from evbattery.models.checkpoint import load_checkpoint
+from evbattery.models.classifier import classifier_from_checkpoint
 
 
 def cpu_supports_bf16() -> bool:

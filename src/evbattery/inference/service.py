@@ -82,11 +82,11 @@ class ModelService:
         svc = cls(model_dir=Path(model_dir))
         try:
             svc.predictors = load_predictors(model_dir, backend, onnx_dir)
-        except Exception as e:  # noqa: BLE001 - a bad file must not stop the service reporting what is wrong
+        except Exception as e:
             svc.errors["models"] = f"{type(e).__name__}: {e}"
         try:
             svc.segmenter = load_segmenter(segmenter_path(model_dir))
-        except Exception as e:  # noqa: BLE001 - reported by /ready instead
+        except Exception as e:
             svc.errors["segmenter"] = f"{type(e).__name__}: {e}"
         return svc
 

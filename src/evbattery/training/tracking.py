@@ -73,7 +73,7 @@ class Tracker:
             self.run = wandb.init(project=project, name=self.run_id, id=self.run_id, config=config,
                                   job_type=job_type, mode=self.mode, dir=wandb_dir,
                                   settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
-        except Exception as e:  # noqa: BLE001 - tracking must never stop training
+        except Exception as e:
             log.warning("W&B disabled for this run (%s: %s); metrics still go to %s", type(e).__name__, e,
                         self.run_dir / "metrics.jsonl")
             self.run, self.mode = None, "none"

@@ -134,7 +134,7 @@ def render_prismatic(area_px: float, rng: np.random.Generator, light: Light) -> 
             paint([vent], pick(METAL, rng, 5) * 0.55, n_img)
     # bevelled edges: thin highlights along every edge shared by two visible faces
     edges = []
-    for i, (a1_, s1, _, at1) in enumerate(visible):
+    for i, (a1_, s1, _, _at1) in enumerate(visible):
         for a2_, s2, _, _ in visible[i + 1:]:
             if a1_ == a2_:
                 continue
