@@ -82,7 +82,8 @@ class CachedDataset(Dataset):
     """
 
     def __init__(self, layout: DatasetLayout, split: str, kind: str, image_size: int, train: bool = False,
-                 limit: int | None = None, swap_prob: float = 0.0, seed: int = 0, progress: bool = False) -> None:
+                 limit: int | None = None, swap_prob: float = 0.0, seed: int = 0, progress: bool = False,
+                 zoom_prob: float = 0.0) -> None:
         self.layout, self.split, self.kind, self.size, self.train = layout, split, kind, image_size, train
         self.classes = list(layout.classes)
         samples = layout.require_split(split)
@@ -92,8 +93,10 @@ class CachedDataset(Dataset):
             samples = [samples[i] for i in sorted(idx)]
         self.samples: list[Sample] = samples
         self.swap_prob = swap_prob if train else 0.0
-        need_masks = kind == "masks" or self.swap_prob > 0
+        self.zoom_prob = zoom_prob if train and kind != "masks" else 0.0
+        need_masks = kind == "masks" or self.swap_prob > 0 or self.zoom_prob > 0
         self.images, self.masks = self._build_cache(need_masks, progress)
+        self.boxes = cell_boxes(self.masks) if self.zoom_prob > 0 else None
         self.labels = torch.tensor([self.classes.index(s.cls) for s in samples], dtype=torch.long)
         self.by_class = [np.nonzero(self.labels.numpy() == c)[0] for c in range(len(self.classes))]
         self.transform = augmentation(kind) if train else None
@@ -156,6 +159,8 @@ class CachedDataset(Dataset):
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))  # torch seeds each worker
             if rng.random() < self.swap_prob:
                 img = torch.from_numpy(self.swapped(i, rng)[0]).permute(2, 0, 1).contiguous()
+        if self.boxes is not None and torch.rand(()) < self.zoom_prob:
+            img = zoom_to_cell(img, self.boxes[i])
         if self.kind == "masks":
             mask = tv_tensors.Mask(self.masks[i][None])
             if self.transform is not None:
@@ -164,6 +169,39 @@ class CachedDataset(Dataset):
         if self.transform is not None:
             img = self.transform(img)
         return img, self.labels[i]
+
+
+def cell_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """(N,S,S) uint8 masks -> (N,4) int boxes y0,y1,x0,x1 of the cell (the whole frame for an empty mask)."""
+    n, s, _ = masks.shape
+    boxes = torch.tensor([[0, s, 0, s]] * n, dtype=torch.long)
+    for i in range(n):
+        box = variants.bounding_box(masks[i].numpy())
+        if box is not None:
+            boxes[i] = torch.tensor(box)
+    return boxes
+
+
+def zoom_to_cell(img: torch.Tensor, box: torch.Tensor, margin: float = 0.15) -> torch.Tensor:
+    """Object-preserving scale augmentation: a random square crop that still holds the whole cell box
+    (plus a margin), resized back to the input size.
+
+    Small cells (mean ~8 % of the frame) give a from-scratch CNN a weak signal; seeing them larger in
+    some training views helps it learn their shape, while evaluation keeps the full frame. The crop
+    side is drawn between the padded cell box and the full frame, so the cell never leaves view.
+    """
+    _, s, _ = img.shape
+    y0, y1, x0, x1 = (int(v) for v in box)
+    pad = max(2, int(margin * max(y1 - y0, x1 - x0)))
+    y0, y1, x0, x1 = max(0, y0 - pad), min(s, y1 + pad), max(0, x0 - pad), min(s, x1 + pad)
+    side = int(torch.randint(max(y1 - y0, x1 - x0), s + 1, ()))
+    if side >= s:
+        return img
+    # Top-left corner such that [top, top+side) covers [y0, y1) and stays inside the frame.
+    top = int(torch.randint(max(0, y1 - side), min(y0, s - side) + 1, ()))
+    left = int(torch.randint(max(0, x1 - side), min(x0, s - side) + 1, ()))
+    crop = img[:, top:top + side, left:left + side]
+    return F.resize(crop, [s, s], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
 
 
 def check_classes(ds: CachedDataset) -> None:

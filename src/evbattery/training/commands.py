@@ -34,6 +34,7 @@ def train_cmd(
     resume: bool = typer.Option(False, help="Continue from model/last_<name>.pth (same config)."),
     debias: str = typer.Option("none", help="none | bg-swap (background-randomised training)."),
     swap_prob: float = typer.Option(0.5, help="bg-swap probability per training sample."),
+    zoom_prob: float = typer.Option(0.5, help="Probability of an object-preserving zoom crop per sample."),
     name: str = typer.Option("", help="Model name (default: input type, or images_debiased with bg-swap)."),
     limit_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
     scheduler: str = typer.Option("cosine", help="cosine | step."),
@@ -49,7 +50,8 @@ def train_cmd(
               "runs_dir": str(runs_dir), "epochs": epochs, "batch_size": batch_size, "lr": lr,
               "image_size": image_size, "workers": workers, "seed": seed, "pretrained": pretrained,
               "tracker": tracker, "fast": fast, "resume": resume,
-              "debias": None if debias in ("none", "") else debias, "swap_prob": swap_prob, "name": name or None,
+              "debias": None if debias in ("none", "") else debias, "swap_prob": swap_prob, "zoom_prob": zoom_prob,
+              "name": name or None,
               "limit_train": limit_train or None, "scheduler": scheduler,
               "progress": progress}
     params = {"data_dir": "data"}

@@ -11,7 +11,7 @@ INPUT_TYPES = ("images", "cutouts", "masks")  # masks = train the segmenter
 DEBIAS_METHODS = (None, "bg-swap")
 TRACKERS = ("wandb", "none")
 # Fields that must match for --resume to continue a run (the rest, e.g. workers or tracker, may change).
-RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size", "seed", "pretrained",
+RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size", "seed", "pretrained", "zoom_prob",
                      "debias", "swap_prob", "name", "limit_train", "epochs", "scheduler")
 
 
@@ -35,6 +35,7 @@ class TrainConfig:
     resume: bool = False            # continue from model/last_<name>.pth
     debias: str | None = None       # None | bg-swap (background-randomised training, issue 8)
     swap_prob: float = 0.5          # probability of a background swap per training sample
+    zoom_prob: float = 0.5          # probability of an object-preserving zoom crop (classifiers only)
     name: str | None = None         # model name; default input_type, or images_debiased with bg-swap
     limit_train: int | None = None  # cap on training samples (quick profiles, tests)
     wandb_project: str = "evbattery"
@@ -54,6 +55,8 @@ class TrainConfig:
             raise ValueError(f"scheduler {self.scheduler!r}; expected cosine or step")
         if not 0.0 <= self.swap_prob <= 1.0:
             raise ValueError(f"swap_prob {self.swap_prob} must be within [0, 1]")
+        if not 0.0 <= self.zoom_prob <= 1.0:
+            raise ValueError(f"zoom_prob {self.zoom_prob} must be within [0, 1]")
         for f in ("epochs", "batch_size", "image_size"):
             if getattr(self, f) < 1:
                 raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")

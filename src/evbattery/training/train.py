@@ -108,7 +108,7 @@ def load_data(cfg: TrainConfig) -> tuple[CachedDataset, CachedDataset, DataLoade
     swap = cfg.swap_prob if cfg.debias == "bg-swap" else 0.0
     progress = cfg.progress and dist.is_main()
     train_ds = CachedDataset(layout, "train", cfg.input_type, cfg.image_size, train=True, limit=cfg.limit_train,
-                             swap_prob=swap, seed=cfg.seed, progress=progress)
+                             swap_prob=swap, seed=cfg.seed, progress=progress, zoom_prob=cfg.zoom_prob)
     val_ds = CachedDataset(layout, "val", cfg.input_type, cfg.image_size, progress=progress)
     if cfg.input_type != "masks":
         check_classes(train_ds)

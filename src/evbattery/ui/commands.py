@@ -78,6 +78,11 @@ def demo_steps(data: Path, model_dir: Path, reports: Path, p: dict = QUICK) -> l
                                    batch_size=p["batch_size"], pretrained="auto", tracker="none"))
         return run
 
+    def evaluate() -> None:
+        for name in ("images", "cutouts"):
+            _cli("evaluate", "--model", name, "--tracker", "none")
+        _cli("evaluate", "--cross", "--tracker", "none")
+
     def train_s(kind: str) -> float:
         return p["n_train"] * p["epochs"][kind] / p["img_per_s"] + 10
 
@@ -93,10 +98,10 @@ def demo_steps(data: Path, model_dir: Path, reports: Path, p: dict = QUICK) -> l
              train("cutouts"), train_s("cutouts")),
         Step("train the segmenter (masks for photos uploaded without one)", "evbattery.training.train",
              files["masks"].is_file, train("masks"), train_s("masks")),
-        Step("evaluate every model on the test split", "evbattery.evaluation.evaluate",
-             lambda: any(reports.glob("eval_*.json")), lambda: _cli("evaluate"), 20),
+        Step("evaluate every model on the test split (and every model x input kind)",
+             "evbattery.evaluation.evaluate", (reports / "eval_cross_test.json").is_file, evaluate, 30),
         Step("background-bias suite → reports/bias", "evbattery.evaluation.bias",
-             (reports / "bias" / "report.md").is_file, lambda: _cli("bias"), 60),
+             (reports / "bias" / "report.md").is_file, lambda: _cli("bias", "--tracker", "none"), 60),
     ]
 
 
