@@ -34,7 +34,7 @@ def train_cmd(
     resume: bool = typer.Option(False, help="Continue from model/last_<name>.pth (same config)."),
     debias: str = typer.Option("none", help="none | bg-swap (background-randomised training)."),
     swap_prob: float = typer.Option(0.5, help="bg-swap probability per training sample."),
-    zoom_prob: float = typer.Option(0.5, help="Probability of an object-preserving zoom crop per sample."),
+    zoom_prob: float = typer.Option(0.0, help="Probability of an object-preserving zoom crop per sample (off by default)."),
     name: str = typer.Option("", help="Model name (default: input type, or images_debiased with bg-swap)."),
     limit_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
     scheduler: str = typer.Option("cosine", help="cosine | step."),

@@ -35,7 +35,7 @@ class TrainConfig:
     resume: bool = False            # continue from model/last_<name>.pth
     debias: str | None = None       # None | bg-swap (background-randomised training, issue 8)
     swap_prob: float = 0.5          # probability of a background swap per training sample
-    zoom_prob: float = 0.5          # probability of an object-preserving zoom crop (classifiers only)
+    zoom_prob: float = 0.0          # probability of an object-preserving zoom crop (classifiers only)
     name: str | None = None         # model name; default input_type, or images_debiased with bg-swap
     limit_train: int | None = None  # cap on training samples (quick profiles, tests)
     wandb_project: str = "evbattery"
