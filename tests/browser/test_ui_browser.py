@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live import api_server, train_tiny_models, ui_server
+from live import api_server, ui_server
+from serving_models import tiny_model_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 CHROMIUM = "/usr/bin/chromium"
@@ -23,8 +24,8 @@ def stack(toy_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"{CHROMIUM} missing (apt-get install -y chromium)")
     tmp = tmp_path_factory.mktemp("ui_stack")
-    train_tiny_models(tmp / "model", toy_dataset, steps=3)
-    with api_server(tmp / "model", tmp) as (api_url, api_proc), ui_server(api_url, toy_dataset, tmp) as ui_url:
+    models = tiny_model_dir(toy_dataset, tmp / "model")
+    with api_server(models, tmp) as (api_url, api_proc), ui_server(api_url, toy_dataset, tmp) as ui_url:
         yield {"api": api_proc, "ui": ui_url, "tmp": tmp, "data": toy_dataset}
 
 
@@ -64,10 +65,12 @@ def test_upload_shows_both_predictions_and_banner(stack: dict, page, tmp_path: P
     body = page.inner_text("body")
     assert "Full image" in body and "Cutout (background removed)" in body
     assert "Cutout used (mask from the mask you uploaded)" in body
-    # Both columns show every class with a probability; the three of a column sum to ~100 %.
+    # Every model's column (images, cutouts, images_debiased) shows every class with a probability,
+    # and the three of a column sum to ~100 %.
     probs = re.findall(r"(cylindrical|pouch|prismatic): (\d+\.\d)%", body)
-    assert len(probs) == 6, probs
-    assert abs(sum(float(p) for _, p in probs[:3]) - 100) < 0.5
+    assert len(probs) == 9, probs
+    for col in range(3):
+        assert abs(sum(float(p) for _, p in probs[3 * col:3 * col + 3]) - 100) < 0.5
     assert re.search(r"### |confidence \d+\.\d%", body) or "confidence" in body
     _shot(page, tmp_path, "ui_classify")
     assert (tmp_path / "ui_classify.png").stat().st_size > 10_000

@@ -7,35 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from evbattery.config import checkpoint_name
 from evbattery.ui.servers import api_command, free_port, start, stop, ui_command, wait_until_up
-
-
-def train_tiny_models(model_dir: Path, data: Path, steps: int = 3) -> None:
-    """A few Adam steps of ResNet-18 on the toy data, saved as best_model_images/cutouts.pth (64 px)."""
-    import torch
-
-    from evbattery.data.layout import DatasetLayout
-    from evbattery.data.transforms import normalize, resize_uint8
-    from evbattery.imageio import load_rgb
-    from evbattery.models.checkpoint import default_meta, save_checkpoint
-    from evbattery.models.classifier import build_classifier
-
-    torch.manual_seed(0)
-    samples = DatasetLayout(data).samples("train")
-    classes = list(DatasetLayout(data).classes)
-    y = torch.tensor([classes.index(s.cls) for s in samples])
-    for name in ("images", "cutouts"):
-        meta = {**default_meta(name), "image_size": 64, "pretrained": "none"}
-        x = normalize(torch.stack([resize_uint8(load_rgb(s.path(name)), 64) for s in samples]), meta["mean"], meta["std"])
-        model, _ = build_classifier(len(classes))
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        model.train()
-        for _ in range(steps):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-        save_checkpoint(model_dir / checkpoint_name(name), model.state_dict(), meta)
 
 
 @contextlib.contextmanager
