@@ -23,6 +23,9 @@ app.add_typer(experiment_app, name="experiment")
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:  # one line per HTTP request would drown the benchmarks' and the demo's output
+        for noisy in ("httpx", "httpcore"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 # Command modules register themselves on the apps above when imported.

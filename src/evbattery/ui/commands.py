@@ -17,15 +17,15 @@ from evbattery.cli import app
 from evbattery.console import fail, info
 
 # The quick profile: sized so a 2-core CPU without bf16 trains all three models in about 5 minutes
-# (ResNet-18 fp32 + channels_last ≈ 30 img/s at 128 px, ≈ 50 img/s at 96 px).
+# (ResNet-18 fp32 + channels_last ≈ 30 img/s at 128 px, ≈ 40 img/s at 96 px).
 QUICK = {
-    "n_train": 1200, "n_val": 150, "n_test": 300,  # per split, over the three classes
+    "n_train": 900, "n_val": 150, "n_test": 300,  # per split, over the three classes
     "size": 160,          # generated photo side (px); models see image_size
     "bias": 0.9,          # ρ: class-correlated backgrounds in train/val, so the bias is visible
     "image_size": 96,
     "epochs": {"images": 5, "cutouts": 3, "masks": 3},
     "batch_size": 32,
-    "img_per_s": 50.0,    # measured order of magnitude for the estimate (96 px, 2 cores)
+    "img_per_s": 40.0,    # measured: 33-41 img/s at 96 px on 2 cores (demo run, 2026-11-25)
 }
 
 
@@ -101,7 +101,7 @@ def demo_steps(data: Path, model_dir: Path, reports: Path, p: dict = QUICK) -> l
         Step("evaluate every model on the test split (and every model x input kind)",
              "evbattery.evaluation.evaluate", (reports / "eval_cross_test.json").is_file, evaluate, 30),
         Step("background-bias suite → reports/bias", "evbattery.evaluation.bias",
-             (reports / "bias" / "report.md").is_file, lambda: _cli("bias", "--tracker", "none"), 60),
+             (reports / "bias" / "report.md").is_file, lambda: _cli("bias", "--tracker", "none", "--cam-limit", "48"), 60),
     ]
 
 
