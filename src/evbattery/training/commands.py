@@ -35,6 +35,7 @@ def train_cmd(
     debias: str = typer.Option("none", help="none | bg-swap (background-randomised training)."),
     swap_prob: float = typer.Option(0.5, help="bg-swap probability per training sample."),
     zoom_prob: float = typer.Option(0.0, help="Probability of an object-preserving zoom crop per sample (off by default)."),
+    precise_bn: int = typer.Option(512, help="Recompute BatchNorm statistics on this many un-augmented training images after each epoch (0 = off)."),
     name: str = typer.Option("", help="Model name (default: input type, or images_debiased with bg-swap)."),
     limit_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
     scheduler: str = typer.Option("cosine", help="cosine | step."),
@@ -51,6 +52,7 @@ def train_cmd(
               "image_size": image_size, "workers": workers, "seed": seed, "pretrained": pretrained,
               "tracker": tracker, "fast": fast, "resume": resume,
               "debias": None if debias in ("none", "") else debias, "swap_prob": swap_prob, "zoom_prob": zoom_prob,
+              "precise_bn": precise_bn,
               "name": name or None,
               "limit_train": limit_train or None, "scheduler": scheduler,
               "progress": progress}

@@ -36,6 +36,8 @@ class TrainConfig:
     debias: str | None = None       # None | bg-swap (background-randomised training, issue 8)
     swap_prob: float = 0.5          # probability of a background swap per training sample
     zoom_prob: float = 0.0          # probability of an object-preserving zoom crop (classifiers only)
+    precise_bn: int = 512           # recompute BN statistics on this many un-augmented train images per epoch
+                                    # (0 = off)
     name: str | None = None         # model name; default input_type, or images_debiased with bg-swap
     limit_train: int | None = None  # cap on training samples (quick profiles, tests)
     wandb_project: str = "evbattery"
