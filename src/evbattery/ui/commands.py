@@ -23,7 +23,7 @@ QUICK = {
     "size": 160,          # generated photo side (px); models see image_size
     "bias": 0.9,          # ρ: class-correlated backgrounds in train/val, so the bias is visible
     "image_size": 96,
-    "epochs": {"images": 5, "cutouts": 3, "masks": 3},
+    "epochs": {"images": 4, "cutouts": 3, "masks": 3},
     "batch_size": 32,
     "img_per_s": 40.0,    # measured: 33-41 img/s at 96 px on 2 cores (demo run, 2026-11-25)
 }
