@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evbattery.data.variants import bounding_box, mixed, no_fg, only_bg_t, only_fg
-from evbattery.evaluation.bias import build_variant, choose_partners
+from evbattery.evaluation.bias import background_owners, build_variant, choose_partners
 
 
 def scene(seed: int = 0, size: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -70,6 +70,25 @@ def test_partners_are_seeded_and_respect_their_rule() -> None:
     assert (labels[p["mixed_same"]] == labels).all() and (p["mixed_same"] != idx).all()
     assert (p["mixed_rand"] != idx).all()
     assert (labels[p["mixed_next"]] == (labels + 1) % 3).all()
+
+
+def test_partners_follow_background_owners_when_the_card_knows_home_families() -> None:
+    # Balanced test split of biased data: a photo's class says nothing about its background, the family does.
+    classes = ("cylindrical", "pouch", "prismatic")
+    homes = {"cylindrical": ["wood"], "pouch": ["cardboard"], "prismatic": ["concrete"]}
+    families = ["wood", "cardboard", "concrete", "cardboard", "concrete", "wood", "concrete", "wood", "cardboard",
+                "esd_mat"]
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    owners = background_owners(families, homes, classes)
+    assert owners.tolist() == [0, 1, 2, 1, 2, 0, 2, 0, 1, -1]
+    p = choose_partners(labels, 3, seed=3, bg_classes=owners)
+    idx = np.arange(len(labels))
+    assert (owners[p["mixed_same"]] == labels).all() and (p["mixed_same"] != idx).all()
+    assert (owners[p["mixed_next"]] == (labels + 1) % 3).all()
+    assert (p["mixed_rand"] != idx).all()
+    # Without home families (real data) or with an unknown family there is no owner map.
+    assert background_owners(families, {}, classes) is None
+    assert background_owners([*families[:-1], None], homes, classes) is None
 
 
 def test_next_class_skips_absent_classes_and_lonely_images_keep_themselves() -> None:

@@ -33,7 +33,7 @@ from evbattery.imageio import load_mask, load_rgb
 from evbattery.inference.predictor import Predictor
 from evbattery.models.registry import discover_models, segmenter_path
 
-__all__ = ["bg_gap", "build_variant", "choose_partners", "group_accuracy", "run_bias_suite", "worst_group"]
+__all__ = ["background_owners", "bg_gap", "build_variant", "choose_partners", "group_accuracy", "run_bias_suite", "worst_group"]
 
 # Card keys that may hold an image's background family (the toy data and the generator write "background").
 FAMILY_KEYS = ("background", "background_family", "family")
@@ -51,6 +51,7 @@ class SplitData:
     labels: np.ndarray
     families: list[str | None]
     classes: tuple[str, ...]
+    bg_owners: np.ndarray | None = None  # class whose home family each background is (biased synthetic data)
 
     @property
     def groups(self) -> list[str] | None:
@@ -78,35 +79,57 @@ def load_split(layout: DatasetLayout, split: str, limit: int | None = None, seed
     if limit is not None and limit < len(samples):
         keep = np.sort(np.random.default_rng(seed).choice(len(samples), size=limit, replace=False))
         samples = [samples[i] for i in keep]
-    card_images = layout.read_card().get("images", {})
+    card = layout.read_card()
+    card_images = card.get("images", {})
     images, masks = [], []
     for s in tqdm(samples, desc=f"load {split}", unit="img", disable=not progress):
         images.append(load_rgb(s.image))
         masks.append(resize_to(load_mask(s.mask), images[-1].shape[:2], is_mask=True))
     labels = np.array([layout.classes.index(s.cls) for s in samples])
     families = [family_of(card_images.get(s.key, {})) for s in samples]
-    return SplitData(samples, images, masks, labels, families, tuple(layout.classes))
+    classes = tuple(layout.classes)
+    owners = background_owners(families, card.get("home_families") or {}, classes)
+    return SplitData(samples, images, masks, labels, families, classes, owners)
 
 
-def choose_partners(labels: np.ndarray, n_classes: int, seed: int = 0) -> dict[str, np.ndarray]:
+def choose_partners(labels: np.ndarray, n_classes: int, seed: int = 0,
+                    bg_classes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Seeded background partner of every image for each Mixed variant.
 
-    mixed_same: another image of the same class; mixed_rand: any other image (uniform);
-    mixed_next: an image of the next class index (the next non-empty class cyclically).
+    bg_classes[j] is the class whose background photo j shows: -1 for a background no class owns. By
+    default it is the photo's own class (Xiao et al.: on natural data a same-class photo carries that
+    class's kind of background). On a balanced test split of biased synthetic data the photo's class
+    says nothing about its background, so the suite passes the class whose *home family* the photo's
+    background is (from the dataset card) instead; otherwise Mixed-Same would be Mixed-Rand in disguise
+    and the BG-Gap of a shortcut model would read 0.
+
+    mixed_same: a background of the image's own class; mixed_rand: any other image (uniform);
+    mixed_next: a background of the next class index (the next class that owns one, cyclically).
     An image without a possible partner gets itself.
     """
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
+    owner = labels if bg_classes is None else np.asarray(bg_classes)
     idx = np.arange(len(labels))
-    present = sorted(set(labels.tolist()))
+    present = sorted(set(owner.tolist()) - {-1})
     out: dict[str, list[int]] = {v: [] for v in MIXED_VARIANTS}
     for i, y in enumerate(labels):
-        pools = {"mixed_same": idx[(labels == y) & (idx != i)], "mixed_rand": idx[idx != i]}
+        pools = {"mixed_same": idx[(owner == y) & (idx != i)], "mixed_rand": idx[idx != i]}
         nxt = next((c for k in range(1, n_classes + 1) if (c := (y + k) % n_classes) in present and c != y), None)
-        pools["mixed_next"] = idx[labels == nxt] if nxt is not None else idx[:0]
+        pools["mixed_next"] = idx[(owner == nxt) & (idx != i)] if nxt is not None else idx[:0]
         for v in MIXED_VARIANTS:
             out[v].append(int(rng.choice(pools[v])) if len(pools[v]) else i)
     return {v: np.array(p, dtype=int) for v, p in out.items()}
+
+
+def background_owners(families: list[str | None], home_families: dict[str, list[str]],
+                      classes: tuple[str, ...]) -> np.ndarray | None:
+    """Per image, the index of the class whose home families hold its background (-1 if none); None when
+    the card records no home families or some image's family is unknown."""
+    if not home_families or any(f is None for f in families):
+        return None
+    owner_of = {fam: classes.index(c) for c, fams in home_families.items() if c in classes for fam in fams}
+    return np.array([owner_of.get(f, -1) for f in families], dtype=int)
 
 
 def build_variant(name: str, images: list[np.ndarray], masks: list[np.ndarray],
@@ -207,7 +230,9 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
     if not evals:
         raise FileNotFoundError(f"no best_model_<name>.pth checkpoints in {model_dir}")
     data = load_split(layout, split, limit, seed, progress)
-    partners = choose_partners(data.labels, len(data.classes), seed)
+    partners = choose_partners(data.labels, len(data.classes), seed, data.bg_owners)
+    partner_rule = ("home families from the dataset card (a background belongs to the class whose home family it is)"
+                    if data.bg_owners is not None else "the donor photo's class")
     n = len(data.images)
     rng = np.random.default_rng(seed + 1)
     example_idx = sorted(rng.choice(n, size=min(n_examples, n), replace=False).tolist())
@@ -266,7 +291,7 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
         "classes": list(data.classes), "variants": list(VARIANT_NAMES), "evaluations": models,
         "agreement_original": pairwise_agreement(data.labels, {e.label: e.preds["original"] for e in evals}),
         "segmenter_iou_original": _nanmean(seg_iou) if seg_iou else None,
-        "families": sorted({f for f in data.families if f}), "notes": notes,
+        "families": sorted({f for f in data.families if f}), "mixed_partner_rule": partner_rule, "notes": notes,
     }
     return BiasResult(summary, examples)
 

@@ -103,6 +103,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
               "CAM in mask = mean share of Grad-CAM (layer4) energy inside the true mask on Original. "
               "`name[true]`/`name[pred]` = a cutout model fed cutouts made with the true / segmenter mask. "
               "All numbers in %.")
+    if summary.get("mixed_partner_rule"):
+        legend += f" Mixed-Same / Mixed-Next backgrounds chosen by: {summary['mixed_partner_rule']}."
     md = [f"# Background-bias report ({summary['split']} split, {summary['n_images']} images)", "",
           f"Data: `{summary['data_dir']}` · models: `{summary['model_dir']}` · seed {summary['seed']}", "",
           legend, "",
