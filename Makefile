@@ -21,11 +21,11 @@ run: venv
 	$(BIN)/python -m evbattery demo
 
 test: venv
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts
 	$(BIN)/python -m pytest -q
 
 lint: venv
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache

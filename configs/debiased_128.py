@@ -2,7 +2,7 @@
 #   evbattery train --config configs/debiased_128.py
 input_type = "images"
 debias = "bg-swap"
-swap_prob = 0.5
+swap_prob = 1.0
 image_size = 128
 epochs = 25
 batch_size = 32

@@ -43,7 +43,7 @@ def main() -> None:
         page.wait_for_timeout(1500)
         page.screenshot(path=str(args.out / "ui_models.png"))
         browser.close()
-    print(f"wrote {args.out}/ui_classify.png, ui_bias_report.png, ui_models.png")  # noqa: T201
+    print(f"wrote {args.out}/ui_classify.png, ui_bias_report.png, ui_models.png")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def train_cmd(
     fast: bool = typer.Option(True, help="channels_last (+ bf16 autocast where the CPU has native bf16)."),
     resume: bool = typer.Option(False, help="Continue from model/last_<name>.pth (same config)."),
     debias: str = typer.Option("none", help="none | bg-swap (background-randomised training)."),
-    swap_prob: float = typer.Option(0.5, help="bg-swap probability per training sample."),
+    swap_prob: float = typer.Option(1.0, help="bg-swap probability per training sample (1: every photo on a random background; below 1 the home backgrounds still predict the class)."),
     zoom_prob: float = typer.Option(0.0, help="Probability of an object-preserving zoom crop per sample (off by default)."),
     precise_bn: int = typer.Option(512, help="Recompute BatchNorm statistics on this many un-augmented training images after each epoch (0 = off)."),
     name: str = typer.Option("", help="Model name (default: input type, or images_debiased with bg-swap)."),

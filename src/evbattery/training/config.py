@@ -34,7 +34,7 @@ class TrainConfig:
     fast: bool = True               # channels_last; bf16 autocast only where the CPU has native bf16
     resume: bool = False            # continue from model/last_<name>.pth
     debias: str | None = None       # None | bg-swap (background-randomised training, issue 8)
-    swap_prob: float = 0.5          # probability of a background swap per training sample
+    swap_prob: float = 1.0          # probability of a background swap per training sample (1 = Mixed-Rand only)
     zoom_prob: float = 0.0          # probability of an object-preserving zoom crop (classifiers only)
     precise_bn: int = 512           # recompute BN statistics on this many un-augmented train images per epoch
                                     # (0 = off)
