@@ -79,7 +79,8 @@ PROFILES: dict[str, SweepProfile] = {
     # cell, while on 9,000 distinct photos train and val accuracy rise together.
     "quick": SweepProfile("quick", image_size=96, n_train=1200, n_val=96, n_test=189, epochs=2, seg_epochs=2,
                           cutout_epochs=2, cam_limit=64),
-    # Half an hour per level here: enough distinct photos for the models to start finding the cell.
+    # ~14 min per level here (27.5 min measured for 2 levels): enough distinct photos for the cutout model
+    # to find the cell.
     "medium": SweepProfile("medium", image_size=96, n_train=6000, n_val=150, n_test=270, epochs=2, seg_epochs=1,
                            cutout_epochs=1, cam_limit=96),
     # A bigger machine: the seed's 224 px on many distinct photos (DESIGN.md's ~3,000 images for a long
