@@ -11,10 +11,11 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (Python 3.11 is required)"; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --no-cache-dir --upgrade pip
 	# torch/torchvision are pinned (2.14.1 / 0.29.1) in requirements.lock; pip takes them from local files.
-	$(BIN)/pip install --quiet -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps -e .
+	# --no-cache-dir: torch's wheels are GBs; a cached copy doubles the disk an install needs.
+	$(BIN)/pip install --quiet --no-cache-dir -r requirements.lock
+	$(BIN)/pip install --quiet --no-cache-dir --no-deps -e .
 	touch $(STAMP)
 
 run: venv
