@@ -127,7 +127,8 @@ def test_not_ready_without_models(tmp_path: Path) -> None:
 
     with running_server(create_app(ApiSettings(model_dir=tmp_path))) as base, httpx.Client(base_url=base) as c:
         r = c.get("/ready")
-        assert r.status_code == 503 and r.json()["missing"] == ["images", "cutouts"]
+        assert r.status_code == 503 and r.json()["missing"] == [
+            "images", "cutouts", f"models: no best_model_<name>.pth checkpoints in {tmp_path}"]
         r = c.post("/predict/both", files=files(PNG))
         assert r.status_code == 503 and "images, cutouts" in r.json()["detail"]
         assert c.post("/predict/all", files=files(PNG)).status_code == 503

@@ -40,12 +40,14 @@ from evbattery.api.uploads import BodyLimitMiddleware, keep_uploads_in_memory
 log = logging.getLogger(__name__)
 
 
-def load_service(settings: ApiSettings) -> Any:  # a ModelService
-    """Load every model of settings.model_dir once."""
+def load_service(settings: ApiSettings, metrics: Metrics | None = None) -> Any:  # a ModelService
+    """Load every model of settings.model_dir once, behind one batching inference thread."""
+    from evbattery.inference.batching import BatchRunner
     from evbattery.inference.service import ModelService
 
     onnx_dir = Path(settings.onnx_dir) if settings.onnx_dir else None
-    svc = ModelService.load(settings.model_dir, backend=settings.api_backend, onnx_dir=onnx_dir)
+    batcher = BatchRunner(settings.max_batch, on_batch=metrics.observe_batch if metrics else None)
+    svc = ModelService.load(settings.model_dir, backend=settings.api_backend, onnx_dir=onnx_dir, batcher=batcher)
     log.info("loaded models %s from %s (backend %s, segmenter %s)%s", list(svc.predictors), settings.model_dir,
              settings.api_backend, svc.segmenter is not None, f"; errors: {svc.errors}" if svc.errors else "")
     return svc
@@ -58,9 +60,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.limiter = anyio.CapacityLimiter(settings.infer_concurrency)
-        app.state.service = await anyio.to_thread.run_sync(load_service, settings)
+        svc = await anyio.to_thread.run_sync(load_service, settings, app.state.metrics)
+        app.state.service = svc
         yield
         app.state.service = None
+        await anyio.to_thread.run_sync(svc.close)
 
     app = FastAPI(title="evbattery", version=__version__, lifespan=lifespan,
                   description="Battery-cell form factor (cylindrical / pouch / prismatic) from a photo, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from evbattery.config import Settings
@@ -10,9 +12,14 @@ from evbattery.config import Settings
 class ApiSettings(Settings):
     """EVBATTERY_* settings read by the API at start-up."""
 
-    api_backend: str = "torch"          # EVBATTERY_API_BACKEND: torch | onnx (<model_dir>/onnx/<name>.onnx)
+    # EVBATTERY_API_BACKEND: torch | onnx (<onnx_dir>/<name>.onnx) | onnx-int8 (<onnx_dir>/<name>.int8.onnx)
+    api_backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
     onnx_dir: str | None = None         # EVBATTERY_ONNX_DIR (default <model_dir>/onnx)
-    infer_concurrency: int = Field(default=1, ge=1)  # EVBATTERY_INFER_CONCURRENCY: model calls at once
+    # EVBATTERY_MAX_BATCH: concurrent requests are run as one batch of up to this many (1 = no batching)
+    max_batch: int = Field(default=16, ge=1)
+    # EVBATTERY_INFER_CONCURRENCY: requests being decoded/prepared at once (the model calls themselves
+    # go through one batching thread)
+    infer_concurrency: int = Field(default=16, ge=1)
     required_models: str = "images,cutouts"  # /ready is 503 until these are loaded
 
     @property

@@ -23,6 +23,15 @@ class Metrics:
                                  buckets=BUCKETS, registry=self.registry)
         self.inference = Histogram("evbattery_inference_latency_seconds", "Inference latency per model call",
                                    ["endpoint", "model"], buckets=BUCKETS, registry=self.registry)
+        self.batch_size = Histogram("evbattery_batch_size", "Inputs per batched forward pass", ["model"],
+                                    buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
+        self.batch_latency = Histogram("evbattery_batch_latency_seconds", "Time of one batched forward pass",
+                                       ["model"], buckets=BUCKETS, registry=self.registry)
+
+    def observe_batch(self, model: str, size: int, seconds: float) -> None:
+        """Record one forward pass of the batching thread."""
+        self.batch_size.labels(model).observe(size)
+        self.batch_latency.labels(model).observe(seconds)
 
     async def middleware(self, request: Request, call_next: Any) -> Response:
         """Count and time every request under its route template (e.g. /predict/{name})."""

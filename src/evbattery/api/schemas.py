@@ -66,6 +66,7 @@ class ModelInfo(BaseModel):
     name: str
     version: str
     backend: str
+    precision: str = "fp32"
     input_type: str
     classes: list[str]
     image_size: int
@@ -93,6 +94,7 @@ class Health(BaseModel):
     models: list[str] = []
     missing: list[str] = []
     segmenter: bool = False
+    errors: dict[str, str] = {}  # load errors (a model that is present but could not be loaded)
 
 
 class ErrorDetail(BaseModel):

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+TARGET_P50_MS = 25.0
+
 
 def percentiles(ms: list[float]) -> dict[str, float]:
     """p50 / p99 / mean of a list of milliseconds."""
@@ -37,26 +39,38 @@ def _time(fn: Any, iters: int, warmup: int) -> list[float]:
 
 
 def bench_infer(models: dict[str, Path], size: int = 224, iters: int = 50, warmup: int = 5) -> dict[str, Any]:
-    """Batch-1 latency per model at size x size for torch (the Predictor's fast path) and ONNX Runtime."""
+    """Batch-1 latency per model at size x size: torch (the Predictor's fast path), ONNX Runtime fp32 and int8.
+
+    The int8 model is calibrated on random images here: its latency does not depend on the calibration
+    (its accuracy does; `evbattery export onnx --int8` calibrates on the dataset and reports agreement).
+    """
     import torch
 
     from evbattery.inference.onnx import export_onnx
     from evbattery.inference.predictor import Predictor
+    from evbattery.inference.quantize import quantize_int8
 
     x = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8)
+    rng = np.random.default_rng(0)
+    calib = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(8)]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in models.items():
             pred = Predictor.from_checkpoint(path)
             pred.image_size = size  # timing at the requested size, whatever the model was trained at
-            results.append({"model": name, "backend": "torch", "bf16": pred.bf16,
+            results.append({"model": name, "backend": "torch", "precision": pred.precision,
                             **percentiles(_time(lambda p=pred: p.logits(x), iters, warmup))})
-            onnx_path = export_onnx(_sized(path, size), Path(tmp) / f"{name}.onnx")
-            ort = Predictor.from_onnx(onnx_path)
-            results.append({"model": name, "backend": "onnxruntime", "bf16": False,
-                            **percentiles(_time(lambda p=ort: p.logits(x), iters, warmup))})
+            sized = _sized(path, size)
+            variants = (("fp32", export_onnx(sized, Path(tmp) / f"{name}.onnx")),
+                        ("int8", quantize_int8(sized, Path(tmp) / f"{name}.int8.onnx", calib, "random (latency only)")))
+            for precision, onnx_path in variants:
+                ort = Predictor.from_onnx(onnx_path)
+                results.append({"model": name, "backend": "onnxruntime", "precision": precision,
+                                **percentiles(_time(lambda p=ort: p.logits(x), iters, warmup))})
+    for r in results:
+        r["meets_target"] = r["p50_ms"] <= TARGET_P50_MS
     return {"size": size, "batch": 1, "iters": iters, "threads": torch.get_num_threads(),
-            "target_p50_ms": 25.0, "results": results}
+            "target_p50_ms": TARGET_P50_MS, "results": results}
 
 
 def _sized(path: Path, size: int) -> Any:
@@ -149,27 +163,63 @@ async def _load(base: str, seconds: float, concurrency: int, photo: bytes, mask:
             "rps": round(len(latencies) / elapsed, 3), **percentiles(latencies)}
 
 
-def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, backend: str = "torch") -> dict[str, Any]:
-    """/predict/both under load: the naive service, then the evbattery service, one after the other."""
+def export_for_bench(models: dict[str, Path], out: Path, int8: bool, data_dir: Path | None) -> None:
+    """fp32 (or int8) .onnx files of `models` in out; int8 calibrates on data_dir's train split if it exists."""
+    from evbattery.inference.onnx import export_onnx
+    from evbattery.inference.predictor import Predictor
+    from evbattery.inference.quantize import calibration_images, int8_path, quantize_int8
+
+    for name, path in models.items():
+        if not int8:
+            export_onnx(path, out / f"{name}.onnx")
+            continue
+        pred = Predictor.from_checkpoint(path, fast=False)
+        if data_dir is not None and (Path(data_dir) / "train").is_dir():
+            calib, source = calibration_images(data_dir, pred.input_type, 32), str(data_dir)
+        else:
+            rng = np.random.default_rng(0)
+            calib = [rng.integers(0, 256, (pred.image_size, pred.image_size, 3), dtype=np.uint8) for _ in range(8)]
+            source = "random (no dataset)"
+        quantize_int8(pred, int8_path(out, name), calib, source)
+
+
+def resized_models(models: dict[str, Path], out: Path, size: int) -> dict[str, Path]:
+    """Copies of the checkpoints whose metadata says `size` (ResNet-18 takes any input side)."""
+    from evbattery.models.checkpoint import load_checkpoint, save_checkpoint
+    from evbattery.models.registry import model_path
+
+    copies = {}
+    for name, path in models.items():
+        ckpt = load_checkpoint(path)
+        copies[name] = model_path(out, name)
+        save_checkpoint(copies[name], ckpt["state_dict"], {**ckpt["meta"], "image_size": size})
+    return copies
+
+
+def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, backend: str = "onnx-int8",
+              data_dir: Path | None = None, size: int | None = None) -> dict[str, Any]:
+    """/predict/both under load: the naive service, then the evbattery service, one after the other.
+
+    Both serve the same images and cutouts checkpoints (at `size` px if given, else as trained).
+    """
+    from evbattery.models.checkpoint import load_checkpoint
     from evbattery.models.registry import discover_models
 
-    found = discover_models(model_dir)
+    found = {n: p for n, p in discover_models(model_dir).items() if n in ("images", "cutouts")}
     missing = [n for n in ("images", "cutouts") if n not in found]
     if missing:
         raise RuntimeError(f"{model_dir}: missing best_model_{missing[0]}.pth (bench api needs images and cutouts)")
     photo, mask = _payload()
-    env = {**os.environ, "EVBATTERY_MODEL_DIR": str(model_dir), "EVBATTERY_API_BACKEND": backend,
-           "EVBATTERY_API_KEY": ""}
-    onnx_tmp = None
-    if backend == "onnx":
-        from evbattery.inference.onnx import export_onnx
-
-        onnx_tmp = tempfile.TemporaryDirectory()
-        for name, path in found.items():
-            export_onnx(path, Path(onnx_tmp.name) / f"{name}.onnx")
-        env["EVBATTERY_ONNX_DIR"] = onnx_tmp.name
     services = {}
-    try:
+    with tempfile.TemporaryDirectory() as tmp:
+        if size is not None:
+            model_dir = Path(tmp) / "model"
+            found = resized_models(found, model_dir, size)
+        sizes = sorted({int(load_checkpoint(p)["meta"]["image_size"]) for p in found.values()})
+        env = {**os.environ, "EVBATTERY_MODEL_DIR": str(model_dir), "EVBATTERY_API_BACKEND": backend,
+               "EVBATTERY_API_KEY": "", "EVBATTERY_ONNX_DIR": str(Path(tmp) / "onnx")}
+        if backend.startswith("onnx"):
+            export_for_bench(found, Path(tmp) / "onnx", int8=backend == "onnx-int8", data_dir=data_dir)
         for label, target in (("naive", "evbattery.api.naive:app"), ("evbattery", "evbattery.api.app:app")):
             proc, base = _start(target, env)
             try:
@@ -177,10 +227,8 @@ def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, back
                 services[label] = asyncio.run(_load(base, seconds, concurrency, photo, mask))
             finally:
                 _stop(proc)
-    finally:
-        if onnx_tmp is not None:
-            onnx_tmp.cleanup()
     ratio = services["evbattery"]["rps"] / max(services["naive"]["rps"], 1e-9)
     return {"endpoint": "/predict/both", "concurrency": concurrency, "seconds": seconds, "backend": backend,
-            "image": "640x640 JPEG + PNG mask", "services": services, "rps_ratio": round(ratio, 3),
-            "target_ratio": 3.0, "p99_lower": services["evbattery"]["p99_ms"] < services["naive"]["p99_ms"]}
+            "model_input_px": sizes, "image": "640x640 JPEG + PNG mask", "services": services,
+            "rps_ratio": round(ratio, 3), "target_ratio": 3.0,
+            "p99_lower": services["evbattery"]["p99_ms"] < services["naive"]["p99_ms"]}

@@ -151,14 +151,27 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", help="Bind address."),
 
 @export_app.command("onnx")
 def export_onnx_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder."),
-                    out: Path = typer.Option(None, "--out", help="Output folder (default <model-dir>/onnx).")) -> None:
+                    out: Path = typer.Option(None, "--out", help="Output folder (default <model-dir>/onnx)."),
+                    int8: bool = typer.Option(False, "--int8", help="Also write <name>.int8.onnx: static int8 "
+                                              "quantization calibrated on the dataset's train split."),
+                    data: Path = typer.Option(None, "--data", help="Dataset for int8 calibration and the "
+                                              "agreement check (default $EVBATTERY_DATA_DIR or data/processed)."),
+                    calib_n: int = typer.Option(64, "--calib-n", min=1, help="Calibration images per model."),
+                    check_n: int = typer.Option(150, "--check-n", min=0, help="Val images to compare int8 "
+                                                "with fp32 on (0 = skip).")) -> None:
     """Export every best_model_<name>.pth to <out>/<name>.onnx (fp32, dynamic batch, self-contained)."""
     from evbattery.config import get_settings
+    from evbattery.data.layout import DatasetError
     from evbattery.inference.onnx import export_onnx
+    from evbattery.inference.predictor import Predictor
+    from evbattery.inference.quantize import agreement_report, calibration_images, int8_path, quantize_int8
     from evbattery.models.checkpoint import CheckpointError
     from evbattery.models.registry import discover_models
+    from evbattery.reports import write_json_report
 
-    model_dir = model_dir or get_settings().model_dir
+    settings = get_settings()
+    model_dir = model_dir or settings.model_dir
+    data = data or settings.data_dir
     out = out or model_dir / "onnx"
     found = discover_models(model_dir)
     if not found:
@@ -167,12 +180,28 @@ def export_onnx_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
     for name, path in found.items():
         info(f"exporting {path} ...")
         try:
-            target = export_onnx(path, out / f"{name}.onnx")
+            pred = Predictor.from_checkpoint(path, fast=False)
+            target = export_onnx(pred, out / f"{name}.onnx")
         except CheckpointError as e:
             fail(str(e))
-        rows.append({"model": name, "checkpoint": str(path), "onnx": str(target),
+        rows.append({"model": name, "precision": "fp32", "checkpoint": str(path), "onnx": str(target),
                      "mb": round(target.stat().st_size / 2**20, 2)})
-    table("ONNX export", ["model", "onnx", "MB"], [(r["model"], r["onnx"], r["mb"]) for r in rows])
+        if not int8:
+            continue
+        try:
+            calib = calibration_images(data, pred.input_type, calib_n, split="train")
+            check = calibration_images(data, pred.input_type, check_n, split="val") if check_n else []
+        except (DatasetError, FileNotFoundError) as e:
+            fail(f"--int8 needs a dataset to calibrate on: {e}")
+        info(f"quantizing {name} to int8 ({len(calib)} calibration {pred.input_type} from {data}) ...")
+        q = quantize_int8(pred, int8_path(out, name), calib, calibration_source=str(data))
+        rows.append({"model": name, "precision": "int8", "checkpoint": str(path), "onnx": str(q),
+                     "mb": round(q.stat().st_size / 2**20, 2),
+                     "vs_fp32": agreement_report(pred, Predictor.from_onnx(q), check)})
+    write_json_report("export_onnx", {"model_dir": str(model_dir), "out": str(out), "files": rows})
+    table("ONNX export", ["model", "precision", "onnx", "MB", "top-1 = fp32"],
+          [(r["model"], r["precision"], r["onnx"], r["mb"],
+            r.get("vs_fp32", {}).get("top1_agreement", "-")) for r in rows])
 
 
 @bench_app.command("infer")
@@ -180,7 +209,7 @@ def bench_infer_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
                     size: int = typer.Option(224, help="Input side in pixels."),
                     iters: int = typer.Option(50, min=2, help="Timed runs per model and backend."),
                     warmup: int = typer.Option(5, min=0, help="Untimed warm-up runs.")) -> None:
-    """Per-model latency (p50/p99 ms, batch 1) of torch and ONNX Runtime; writes reports/bench_infer.json."""
+    """Per-model latency (p50/p99 ms, batch 1): torch, ONNX Runtime fp32 and int8; reports/bench_infer.json."""
     from evbattery.config import get_settings
     from evbattery.inference.bench import bench_infer
     from evbattery.models.registry import discover_models
@@ -193,8 +222,10 @@ def bench_infer_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
     result = bench_infer(found, size=size, iters=iters, warmup=warmup)
     path = write_json_report("bench_infer", result)
     print_json(result)
-    table("inference latency, batch 1 (ms)", ["model", "backend", "p50", "p99"],
-          [(r["model"], r["backend"], r["p50_ms"], r["p99_ms"]) for r in result["results"]], to_stderr=True)
+    table(f"inference latency at {size} px, batch 1 (ms; target p50 <= {result['target_p50_ms']:g})",
+          ["model", "backend", "precision", "p50", "p99", "target"],
+          [(r["model"], r["backend"], r["precision"], r["p50_ms"], r["p99_ms"], "met" if r["meets_target"] else "-")
+           for r in result["results"]], to_stderr=True)
     info(f"wrote {path}")
 
 
@@ -202,15 +233,25 @@ def bench_infer_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
 def bench_api_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder."),
                   seconds: float = typer.Option(30.0, help="Load duration per server."),
                   concurrency: int = typer.Option(8, min=1, help="Requests in flight."),
-                  backend: str = typer.Option("torch", help="Backend of the evbattery service: torch | onnx.")) -> None:
+                  backend: str = typer.Option("onnx-int8", help="Backend of the evbattery service: torch | onnx | "
+                                              "onnx-int8 (exported to a temporary folder for the run)."),
+                  data: Path = typer.Option(None, "--data", help="Dataset to calibrate int8 on (default "
+                                            "$EVBATTERY_DATA_DIR or data/processed)."),
+                  size: int = typer.Option(None, "--size", min=16, help="Serve the models at this input side "
+                                           "(e.g. 224) instead of the size they were trained at.")) -> None:
     """Requests/s and p50/p99 of POST /predict/both: evbattery service vs a naive one (same run)."""
     from evbattery.config import get_settings
     from evbattery.inference.bench import bench_api
+    from evbattery.inference.service import BACKENDS
     from evbattery.reports import write_json_report
 
-    model_dir = model_dir or get_settings().model_dir
+    if backend not in BACKENDS:
+        fail(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    settings = get_settings()
+    model_dir = model_dir or settings.model_dir
     try:
-        result = bench_api(model_dir, seconds=seconds, concurrency=concurrency, backend=backend)
+        result = bench_api(model_dir, seconds=seconds, concurrency=concurrency, backend=backend,
+                           data_dir=data or settings.data_dir, size=size)
     except RuntimeError as e:
         fail(str(e))
     path = write_json_report("bench_api", result)

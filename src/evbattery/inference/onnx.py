@@ -69,6 +69,8 @@ def onnx_session(path: Path | str, threads: int = 2) -> tuple[Any, dict[str, Any
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # Idle ORT threads would spin for work; in the API they share 2 cores with decoding threads.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     return sess, _meta_of(sess, path)
 

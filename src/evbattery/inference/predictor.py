@@ -61,6 +61,7 @@ class Predictor:
         self.fast = fast
         self.bf16 = (cpu_supports_bf16() if bf16 is None else bf16) and fast
         self.backend = "torch"
+        self.precision = (meta.get("quantization") or {}).get("precision") or ("bf16" if self.bf16 else "fp32")
         self.model = model.eval()
         if self.fast:
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from evbattery.inference.batching import BatchRunner
 from evbattery.inference.cutouts import MaskPredictor, cutout_for, load_segmenter
 from evbattery.inference.predictor import Prediction, Predictor
+from evbattery.inference.quantize import int8_path
 from evbattery.models.registry import discover_models, segmenter_path
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 ALIASES = {"image": "images", "cutout": "cutouts", "debiased": "images_debiased"}
 NOTE_AGREE = "Models agree"
 NOTE_DISAGREE = "Models disagree – possible background bias"
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 class UnknownModelError(KeyError):
@@ -38,7 +40,11 @@ class UnknownModelError(KeyError):
 
 def load_predictors(model_dir: Path, backend: str = "torch", onnx_dir: Path | None = None,
                     names: Sequence[str] | None = None) -> dict[str, Predictor]:
-    """{name: Predictor} for the classifiers in model_dir; backend "onnx" uses <onnx_dir>/<name>.onnx."""
+    """{name: Predictor} for the classifiers in model_dir.
+
+    Backend "onnx" loads <onnx_dir>/<name>.onnx, "onnx-int8" <onnx_dir>/<name>.int8.onnx (both written by
+    `evbattery export onnx [--int8]`; onnx_dir defaults to <model_dir>/onnx).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     found = discover_models(model_dir)
@@ -46,8 +52,13 @@ def load_predictors(model_dir: Path, backend: str = "torch", onnx_dir: Path | No
     for name, path in found.items():
         if names is not None and name not in names:
             continue
-        if backend == "onnx":
-            onnx_path = Path(onnx_dir or Path(model_dir) / "onnx") / f"{name}.onnx"
+        if backend.startswith("onnx"):
+            folder = Path(onnx_dir or Path(model_dir) / "onnx")
+            onnx_path = int8_path(folder, name) if backend == "onnx-int8" else folder / f"{name}.onnx"
+            if not onnx_path.is_file():
+                flag = " --int8" if backend == "onnx-int8" else ""
+                raise FileNotFoundError(f"{onnx_path} not found (backend {backend}: run `evbattery export onnx{flag} "
+                                        f"--model-dir {model_dir}` first)")
             out[name] = Predictor.from_onnx(onnx_path)
         else:
             out[name] = Predictor.from_checkpoint(path)
@@ -67,23 +78,37 @@ def agreement(preds: dict[str, Prediction]) -> dict[str, Any]:
 
 @dataclass
 class ModelService:
-    """Loaded classifiers + optional segmenter; thread-safe because each Predictor is."""
+    """Loaded classifiers + optional segmenter; thread-safe because each Predictor is.
+
+    With a `batcher`, `run` sends its model calls through it, so concurrent callers share batches.
+    """
 
     predictors: dict[str, Predictor] = field(default_factory=dict)
     segmenter: MaskPredictor | None = None
     model_dir: Path = Path("model")
     errors: dict[str, str] = field(default_factory=dict)
+    batcher: BatchRunner | None = None
     _explainers: dict[str, Predictor] = field(default_factory=dict, repr=False)
     _explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def load(cls, model_dir: Path, backend: str = "torch", onnx_dir: Path | None = None) -> ModelService:
+    def load(cls, model_dir: Path, backend: str = "torch", onnx_dir: Path | None = None,
+             batcher: BatchRunner | None = None) -> ModelService:
         """Load every model of model_dir (failures are recorded in .errors, not raised)."""
-        svc = cls(model_dir=Path(model_dir))
+        svc = cls(model_dir=Path(model_dir), batcher=batcher)
         try:
-            svc.predictors = load_predictors(model_dir, backend, onnx_dir)
+            names = list(discover_models(model_dir))
         except Exception as e:
             svc.errors["models"] = f"{type(e).__name__}: {e}"
+            names = []
+        for name in names:  # one model failing to load does not take the others down
+            try:
+                svc.predictors |= load_predictors(model_dir, backend, onnx_dir, names=[name])
+            except Exception as e:
+                svc.errors[name] = f"{type(e).__name__}: {e}"
+        if not svc.predictors and "models" not in svc.errors:
+            svc.errors["models"] = f"no best_model_<name>.pth checkpoints in {model_dir}" if not names else \
+                "no model could be loaded: " + "; ".join(svc.errors.values())
         try:
             svc.segmenter = load_segmenter(segmenter_path(model_dir))
         except Exception as e:
@@ -118,10 +143,20 @@ class ModelService:
         if self.needs_cutout(names):
             cutout, _, mask_source = cutout_for(image, uploaded_mask, alpha_mask, self.segmenter)
         preds, model_ms = {}, {}
-        for n in names:
-            p, t1 = self.predictors[n], time.perf_counter()
-            preds[n] = p.predict([cutout if p.input_type == "cutouts" else image])[0]
-            model_ms[n] = (time.perf_counter() - t1) * 1000.0
+        if self.batcher is not None:
+            started, futures = {}, {}
+            for n in names:  # submit every model's input first: they can share batches with other requests
+                p = self.predictors[n]
+                x = p.prepare(cutout if p.input_type == "cutouts" else image)
+                started[n], futures[n] = time.perf_counter(), self.batcher.submit(p, x)
+            for n in names:
+                preds[n] = self.predictors[n].decode(futures[n].result()[None])[0]
+                model_ms[n] = (time.perf_counter() - started[n]) * 1000.0
+        else:
+            for n in names:
+                p, t1 = self.predictors[n], time.perf_counter()
+                preds[n] = p.predict([cutout if p.input_type == "cutouts" else image])[0]
+                model_ms[n] = (time.perf_counter() - t1) * 1000.0
         return {"predictions": preds, "mask_source": mask_source, "model_ms": model_ms,
                 "latency_ms": round((time.perf_counter() - t0) * 1000.0, 3)}
 
@@ -144,12 +179,18 @@ class ModelService:
             cam = gradcam_maps(ex, batch)[0]
         return {"overlay": overlay(x, cam), "prediction": prediction, "mask_source": mask_source}
 
+    def close(self) -> None:
+        """Stop the batching thread, if any."""
+        if self.batcher is not None:
+            self.batcher.close()
+
     def describe(self) -> list[dict[str, Any]]:
         """Metadata of every loaded model (for /models)."""
         out = []
         for name, p in self.predictors.items():
             m = p.meta
-            out.append({"name": name, "version": p.version, "backend": p.backend, "input_type": p.input_type,
+            out.append({"name": name, "version": p.version, "backend": p.backend, "precision": p.precision,
+                        "input_type": p.input_type,
                         "classes": p.classes, "image_size": p.image_size, "arch": m.get("arch", "resnet18"),
                         "dataset_fingerprint": m.get("dataset_fingerprint"), "metrics": m.get("metrics") or {},
                         "best_epoch": m.get("best_epoch"), "pretrained": m.get("pretrained"),

@@ -25,9 +25,13 @@ def read_ready(request: Request, settings: SettingsDep) -> Response:
         body = Health(status="loading", missing=settings.required)
         return JSONResponse(body.model_dump(), status_code=503)
     missing = svc.missing(settings.required)
-    missing += [f"{k}: {v}" for k, v in svc.errors.items()]
-    body = Health(status="ready" if not missing else "not ready", models=list(svc.predictors),
-                  missing=missing, segmenter=svc.segmenter is not None)
+    # a load error of a required model (or of the whole folder / the segmenter) blocks readiness;
+    # one of an optional model is reported without blocking
+    blocking = [f"{k}: {v}" for k, v in svc.errors.items() if k in settings.required or k in ("models", "segmenter")]
+    body = Health(status="ready" if not (missing or blocking) else "not ready", models=list(svc.predictors),
+                  missing=missing + blocking, segmenter=svc.segmenter is not None,
+                  errors={k: v for k, v in svc.errors.items() if k not in settings.required})
+    missing += blocking
     return JSONResponse(body.model_dump(), status_code=200 if not missing else 503)
 
 

@@ -1,0 +1,98 @@
+"""int8 ONNX models: static post-training quantization with ONNX Runtime, calibrated on real images.
+
+Weights are int8 per output channel, activations uint8 with ranges measured on calibration images
+that went through the Predictor's own preprocessing (photos for photo models, cutouts for cutout
+models). The result is a QDQ-format .onnx that carries the checkpoint metadata plus a "quantization"
+entry, so `Predictor.from_onnx` loads it like the fp32 file. On the 2-core AVX2 machine used here it
+runs ResNet-18 at 224 px in about half the time of fp32 (`evbattery bench infer`), and
+`evbattery export onnx --int8` reports how often its top-1 answer agrees with the fp32 model.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evbattery.inference.onnx import META_KEY, export_onnx
+from evbattery.inference.predictor import Predictor
+
+INT8_SUFFIX = ".int8.onnx"
+CALIBRATION_BATCH = 8
+
+
+def int8_path(onnx_dir: Path, name: str) -> Path:
+    """Where the int8 model of `name` lives next to its fp32 `<name>.onnx`."""
+    return Path(onnx_dir) / f"{name}{INT8_SUFFIX}"
+
+
+def calibration_images(data_dir: Path, input_type: str, n: int = 64, split: str = "train") -> list[np.ndarray]:
+    """Up to n images of a dataset split spread evenly over it: photos, or cutouts for a cutout model."""
+    from evbattery.data.layout import DatasetLayout
+    from evbattery.imageio import load_rgb
+
+    samples = DatasetLayout(Path(data_dir)).require_split(split)
+    step = max(1, len(samples) // n)
+    kind = "cutouts" if input_type == "cutouts" else "images"
+    return [load_rgb(s.path(kind)) for s in samples[::step][:n]]
+
+
+def _batches(pred: Predictor, images: Sequence[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    for i in range(0, len(images), CALIBRATION_BATCH):
+        batch = torch.stack([pred.prepare(im) for im in images[i:i + CALIBRATION_BATCH]])
+        yield {"input": pred.to_input(batch).numpy()}
+
+
+def quantize_int8(source: Predictor | Path | str, out_path: Path | str, images: Sequence[np.ndarray],
+                  calibration_source: str = "") -> Path:
+    """Write an int8 (QDQ, per-channel weights) .onnx of a checkpoint or torch Predictor; returns its path."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from evbattery.data.layout import atomic_write_bytes
+
+    if not images:
+        raise ValueError("int8 quantization needs at least one calibration image")
+    pred = source if isinstance(source, Predictor) else Predictor.from_checkpoint(source, fast=False)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = _batches(pred, images)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(pred, Path(tmp) / "fp32.onnx")
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(fp32), str(prepared))
+        quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+        proto = onnx.load(str(quantized))
+    meta = {**pred.meta, "quantization": {"precision": "int8", "format": "QDQ", "weights": "int8 per-channel",
+                                          "activations": "uint8", "calibration_images": len(images),
+                                          "calibration_source": calibration_source}}
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta, default=str)
+    atomic_write_bytes(out_path, proto.SerializeToString())
+    return out_path
+
+
+def agreement_report(reference: Predictor, candidate: Predictor, images: Sequence[np.ndarray]) -> dict[str, Any]:
+    """How closely `candidate` (e.g. int8) follows `reference` (fp32) on images: top-1 agreement, prob gaps."""
+    if not images:
+        return {"images": 0}
+    a = reference.predict(list(images))
+    b = candidate.predict(list(images))
+    same = [x.predicted_class == y.predicted_class for x, y in zip(a, b, strict=True)]
+    gaps = [max(abs(x.probabilities[c] - y.probabilities[c]) for c in x.probabilities) for x, y in zip(a, b, strict=True)]
+    return {"images": len(same), "top1_agreement": round(float(np.mean(same)), 4),
+            "max_prob_diff": round(float(np.max(gaps)), 4), "mean_prob_diff": round(float(np.mean(gaps)), 4)}

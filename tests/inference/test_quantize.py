@@ -1,0 +1,75 @@
+"""int8 ONNX: `export onnx --int8` calibrates on the dataset, follows the fp32 model, and serves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from serving_models import toy_test_files
+from typer.testing import CliRunner
+
+from evbattery.cli import app
+from evbattery.imageio import load_rgb
+from evbattery.inference.predictor import Predictor
+from evbattery.inference.quantize import agreement_report, calibration_images, quantize_int8
+from evbattery.inference.service import load_predictors
+
+
+def test_export_int8_cli_writes_calibrated_models_and_agreement(model_dir: Path, toy_dataset: Path,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "onnx"
+    res = CliRunner().invoke(app, ["export", "onnx", "--model-dir", str(model_dir), "--out", str(out), "--int8",
+                                   "--data", str(toy_dataset), "--calib-n", "12", "--check-n", "18"],
+                             env={"EVBATTERY_REPORTS_DIR": str(tmp_path / "reports")})
+    assert res.exit_code == 0, res.output
+    for name in ("images", "cutouts", "images_debiased"):
+        assert (out / f"{name}.onnx").is_file() and (out / f"{name}.int8.onnx").is_file()
+    report = json.loads((tmp_path / "reports" / "export_onnx.json").read_text())
+    int8 = {r["model"]: r for r in report["files"] if r["precision"] == "int8"}
+    fp32 = {r["model"]: r for r in report["files"] if r["precision"] == "fp32"}
+    for name, row in int8.items():
+        # these serving models are a random backbone + a fitted head, too ill-conditioned for int8 to follow
+        # (see the next test for a trained model); here the report itself is checked
+        assert row["vs_fp32"]["images"] == 18 and 0.0 <= row["vs_fp32"]["top1_agreement"] <= 1.0
+        assert row["mb"] < fp32[name]["mb"] / 2  # int8 weights: about a quarter of the fp32 file
+
+    preds = load_predictors(model_dir, backend="onnx-int8", onnx_dir=out)
+    assert {p.precision for p in preds.values()} == {"int8"} and preds["cutouts"].input_type == "cutouts"
+    q = preds["cutouts"].meta["quantization"]
+    assert q["calibration_images"] == 12 and q["calibration_source"] == str(toy_dataset)
+    images = [load_rgb(p) for p, _, _ in toy_test_files(toy_dataset)]
+    batch = torch.stack([preds["images"].prepare(im) for im in images[:5]])
+    assert preds["images"].logits(batch).shape == (5, 3)  # dynamic batch axis survives quantization
+
+
+def test_int8_follows_a_trained_fp32_model(toy_dataset: Path, tmp_path: Path) -> None:
+    """A ResNet-18 really trained (2 epochs, 32 px) keeps its answers after calibrated int8 quantization."""
+    from evbattery.training.config import TrainConfig
+    from evbattery.training.train import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 1 thread trains faster than 2 on a shared 2-core machine
+    try:
+        main(TrainConfig(data_dir=str(toy_dataset), model_dir=str(tmp_path / "model"), runs_dir=str(tmp_path / "runs"),
+                         input_type="images", epochs=2, batch_size=8, image_size=32, workers=0, tracker="none",
+                         pretrained="none", progress=False))
+    finally:
+        torch.set_num_threads(threads)
+    fp32 = Predictor.from_checkpoint(tmp_path / "model" / "best_model_images.pth", fast=False)
+    calib = calibration_images(toy_dataset, "images", 36)
+    assert len(calib) == 36
+    path = quantize_int8(fp32, tmp_path / "images.int8.onnx", calib, "toy")
+    int8 = Predictor.from_onnx(path)
+    assert int8.precision == "int8" and int8.image_size == 32
+    report = agreement_report(fp32, int8, [load_rgb(p) for p, _, _ in toy_test_files(toy_dataset)])
+    # measured: 0.89 agreement, mean probability gap 0.03 (the two that flip are near-ties in fp32)
+    assert report["top1_agreement"] >= 0.8 and report["mean_prob_diff"] < 0.08, report
+    with pytest.raises(ValueError, match="calibration image"):
+        quantize_int8(fp32, tmp_path / "x.onnx", [], "none")
+
+
+def test_onnx_int8_backend_names_the_missing_file(model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"images\.int8\.onnx not found .*export onnx --int8"):
+        load_predictors(model_dir, backend="onnx-int8", onnx_dir=tmp_path, names=["images"])
