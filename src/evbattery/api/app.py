@@ -41,15 +41,19 @@ log = logging.getLogger(__name__)
 
 
 def load_service(settings: ApiSettings, metrics: Metrics | None = None) -> Any:  # a ModelService
-    """Load every model of settings.model_dir once, behind one batching inference thread."""
+    """Load every model of settings.model_dir once, behind per-model batching threads."""
     from evbattery.inference.batching import BatchRunner
     from evbattery.inference.service import ModelService
 
     onnx_dir = Path(settings.onnx_dir) if settings.onnx_dir else None
-    batcher = BatchRunner(settings.max_batch, on_batch=metrics.observe_batch if metrics else None)
-    svc = ModelService.load(settings.model_dir, backend=settings.api_backend, onnx_dir=onnx_dir, batcher=batcher)
-    log.info("loaded models %s from %s (backend %s, segmenter %s)%s", list(svc.predictors), settings.model_dir,
-             settings.api_backend, svc.segmenter is not None, f"; errors: {svc.errors}" if svc.errors else "")
+    threads = settings.model_threads
+    batcher = BatchRunner(settings.max_batch, on_batch=metrics.observe_batch if metrics else None,
+                          torch_threads=threads)
+    svc = ModelService.load(settings.model_dir, backend=settings.api_backend, onnx_dir=onnx_dir, batcher=batcher,
+                            onnx_threads=threads)
+    log.info("loaded models %s from %s (backend %s, %d thread(s) per model, segmenter %s)%s", list(svc.predictors),
+             settings.model_dir, settings.api_backend, threads, svc.segmenter is not None,
+             f"; errors: {svc.errors}" if svc.errors else "")
     return svc
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field
@@ -17,6 +18,9 @@ class ApiSettings(Settings):
     onnx_dir: str | None = None         # EVBATTERY_ONNX_DIR (default <model_dir>/onnx)
     # EVBATTERY_MAX_BATCH: concurrent requests are run as one batch of up to this many (1 = no batching)
     max_batch: int = Field(default=16, ge=1)
+    # EVBATTERY_THREADS_PER_MODEL: intra-op threads of each model (torch and ONNX Runtime); unset = half
+    # the usable cores (at least 1), because /predict/both runs its two models side by side
+    threads_per_model: int | None = Field(default=None, ge=1)
     # EVBATTERY_INFER_CONCURRENCY: requests being decoded/prepared at once (the model calls themselves
     # go through one batching thread)
     infer_concurrency: int = Field(default=16, ge=1)
@@ -26,6 +30,14 @@ class ApiSettings(Settings):
     def max_upload_bytes(self) -> int:
         """Upload limit in bytes."""
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def model_threads(self) -> int:
+        """threads_per_model, or half the usable cores (at least 1)."""
+        if self.threads_per_model:
+            return self.threads_per_model
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // 2)
 
     @property
     def required(self) -> list[str]:

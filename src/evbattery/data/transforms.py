@@ -13,21 +13,30 @@ import torch
 from torchvision.transforms.v2 import functional as F
 
 
-def to_uint8_tensor(image: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 array -> 3xHxW uint8 tensor."""
+def hwc_view(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 array -> 3xHxW uint8 tensor viewing the same (channels-last) memory."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 image, got shape {image.shape} dtype {image.dtype}")
     if not image.flags.writeable:  # arrays viewing PIL buffers are read-only; torch wants writable memory
         image = image.copy()
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+
+def to_uint8_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 array -> contiguous 3xHxW uint8 tensor."""
+    return hwc_view(image).contiguous()
 
 
 def resize_uint8(image: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the whole frame to size x size (bilinear, antialiased); keeps uint8. Shape 3xSxS."""
-    t = to_uint8_tensor(image) if isinstance(image, np.ndarray) else image
+    """Resize the whole frame to size x size (bilinear, antialiased); keeps uint8. Contiguous 3xSxS."""
+    t = hwc_view(image) if isinstance(image, np.ndarray) else image
     if t.shape[-2:] == (size, size):
-        return t
-    return F.resize(t, [size, size], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+        return t.contiguous()
+    # Resized as a channels-last batch of one: torch's AVX2 uint8 kernel takes that layout and is ~5x
+    # faster than on a 3xHxW contiguous tensor, with identical output.
+    out = F.resize(t[None].contiguous(memory_format=torch.channels_last), [size, size],
+                   interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+    return out[0].contiguous()
 
 
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -1,12 +1,14 @@
-"""Dynamic batching for the API: one inference thread runs concurrent requests as batches.
+"""Dynamic batching for the API: one inference thread per model runs concurrent requests as batches.
 
 Request threads decode and resize their own upload, then submit the prepared uint8 tensor here and
-wait. The inference thread takes whatever is queued the moment it is free (up to `max_batch`) and
-runs each model once on the stacked inputs. A lone request runs at once; under load, requests pile
-up while the previous batch runs and form the next one. Nothing waits for a batch to fill.
+wait. Each model has a lane (a queue and a thread); the lane takes whatever is queued the moment it
+is free (up to `max_batch`) and runs the model once on the stacked inputs. A lone request runs at
+once; under load, requests pile up while the previous batch runs and form the next one. Nothing
+waits for a batch to fill.
 
-One thread for every model, on purpose: each forward pass already uses every core, so two at once
-only fight over them.
+Lanes of different models run at the same time, so the API gives each model a share of the cores
+(`ApiSettings.threads_per_model`): on 2 cores, /predict/both runs its two models side by side on one
+thread each, which costs ~17 % less CPU per image than one model on two threads (measured, int8).
 """
 
 from __future__ import annotations
@@ -34,27 +36,35 @@ class _Item:
 
 
 class BatchRunner:
-    """A queue and one daemon thread that runs queued inputs in per-model batches."""
+    """Per-model queues, each drained by its own daemon thread in batches of up to `max_batch`."""
 
-    def __init__(self, max_batch: int = 16, on_batch: OnBatch | None = None, autostart: bool = True) -> None:
+    def __init__(self, max_batch: int = 16, on_batch: OnBatch | None = None, autostart: bool = True,
+                 torch_threads: int | None = None) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.max_batch = max_batch
         self.on_batch = on_batch
-        self._queue: queue.Queue[_Item | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._lanes: dict[int, tuple[queue.Queue[_Item | None], threading.Thread]] = {}
+        self._lock = threading.Lock()
         self._closed = False
-        self._autostart = autostart  # False: inputs queue up until start() (warm-up, tests)
+        self._started = autostart  # False: inputs queue up until start() (warm-up, tests)
+        self.torch_threads = torch_threads  # intra-op threads of torch models, set inside each lane
 
     def submit(self, predictor: Predictor, x: torch.Tensor) -> Future:
         """Queue one prepared (3,S,S) uint8 input; the Future resolves to its (C,) float32 logits."""
-        if self._closed:
-            raise RuntimeError("BatchRunner is closed")
-        if self._autostart:
-            self.start()
         item = _Item(predictor, x)
-        self._queue.put(item)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("BatchRunner is closed")
+            lane = self._lanes.get(id(predictor))
+            if lane is None:
+                q: queue.Queue[_Item | None] = queue.Queue()
+                t = threading.Thread(target=self._loop, args=(q,), name=f"evbattery-batch-{predictor.name}",
+                                     daemon=True)
+                lane = self._lanes[id(predictor)] = (q, t)
+                if self._started:
+                    t.start()
+            lane[0].put(item)
         return item.future
 
     def logits(self, predictor: Predictor, x: torch.Tensor, timeout: float | None = None) -> np.ndarray:
@@ -62,27 +72,32 @@ class BatchRunner:
         return self.submit(predictor, x).result(timeout=timeout)
 
     def start(self) -> None:
-        """Start the inference thread (submit does this on first use)."""
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="evbattery-batcher", daemon=True)
-                self._thread.start()
+        """Start the lanes' threads (needed only with autostart=False)."""
+        with self._lock:
+            self._started = True
+            for _, t in self._lanes.values():
+                if not t.is_alive() and t.ident is None:
+                    t.start()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Finish what is queued, then stop the thread."""
-        self._closed = True
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
+        """Finish what is queued, then stop the threads."""
+        with self._lock:
+            self._closed = True
+            lanes = list(self._lanes.values())
+        for q, _ in lanes:
+            q.put(None)
+        for _, t in lanes:
+            if t.ident is not None:
+                t.join(timeout)
 
-    def _take(self) -> tuple[list[_Item], bool]:
-        first = self._queue.get()
+    def _take(self, q: queue.Queue[_Item | None]) -> tuple[list[_Item], bool]:
+        first = q.get()
         if first is None:
             return [], True
         items, stop = [first], False
         while len(items) < self.max_batch:
             try:
-                nxt = self._queue.get_nowait()
+                nxt = q.get_nowait()
             except queue.Empty:
                 break
             if nxt is None:
@@ -91,14 +106,13 @@ class BatchRunner:
             items.append(nxt)
         return items, stop
 
-    def _loop(self) -> None:
+    def _loop(self, q: queue.Queue[_Item | None]) -> None:
+        if self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
         while True:
-            items, stop = self._take()
-            groups: dict[int, list[_Item]] = {}
-            for it in items:
-                groups.setdefault(id(it.predictor), []).append(it)
-            for group in groups.values():
-                self._run(group)
+            items, stop = self._take(q)
+            if items:
+                self._run(items)
             if stop:
                 return
 
@@ -107,7 +121,7 @@ class BatchRunner:
         t0 = time.perf_counter()
         try:
             out = pred.logits(torch.stack([it.x for it in group]))
-        except Exception as e:  # every waiter gets the error; the thread lives on
+        except Exception as e:  # every waiter gets the error; the lane lives on
             for it in group:
                 it.future.set_exception(e)
             return

@@ -39,7 +39,7 @@ class UnknownModelError(KeyError):
 
 
 def load_predictors(model_dir: Path, backend: str = "torch", onnx_dir: Path | None = None,
-                    names: Sequence[str] | None = None) -> dict[str, Predictor]:
+                    names: Sequence[str] | None = None, onnx_threads: int = 2) -> dict[str, Predictor]:
     """{name: Predictor} for the classifiers in model_dir.
 
     Backend "onnx" loads <onnx_dir>/<name>.onnx, "onnx-int8" <onnx_dir>/<name>.int8.onnx (both written by
@@ -59,7 +59,7 @@ def load_predictors(model_dir: Path, backend: str = "torch", onnx_dir: Path | No
                 flag = " --int8" if backend == "onnx-int8" else ""
                 raise FileNotFoundError(f"{onnx_path} not found (backend {backend}: run `evbattery export onnx{flag} "
                                         f"--model-dir {model_dir}` first)")
-            out[name] = Predictor.from_onnx(onnx_path)
+            out[name] = Predictor.from_onnx(onnx_path, threads=onnx_threads)
         else:
             out[name] = Predictor.from_checkpoint(path)
     return out
@@ -93,7 +93,7 @@ class ModelService:
 
     @classmethod
     def load(cls, model_dir: Path, backend: str = "torch", onnx_dir: Path | None = None,
-             batcher: BatchRunner | None = None) -> ModelService:
+             batcher: BatchRunner | None = None, onnx_threads: int = 2) -> ModelService:
         """Load every model of model_dir (failures are recorded in .errors, not raised)."""
         svc = cls(model_dir=Path(model_dir), batcher=batcher)
         try:
@@ -103,7 +103,7 @@ class ModelService:
             names = []
         for name in names:  # one model failing to load does not take the others down
             try:
-                svc.predictors |= load_predictors(model_dir, backend, onnx_dir, names=[name])
+                svc.predictors |= load_predictors(model_dir, backend, onnx_dir, names=[name], onnx_threads=onnx_threads)
             except Exception as e:
                 svc.errors[name] = f"{type(e).__name__}: {e}"
         if not svc.predictors and "models" not in svc.errors:

@@ -38,11 +38,10 @@ async def run_models(request: Request, svc: ModelService, settings: Any, metrics
     data = await read_upload(file, "file", settings.max_upload_bytes)
     mask_data = await read_upload(mask, "mask", settings.max_upload_bytes) if mask is not None else None
 
-    # Decoding runs in the general thread pool; preparing inputs is bounded by the limiter, and the
-    # model calls go through the service's one batching thread (concurrent requests share batches).
-    image, alpha, uploaded = await anyio.to_thread.run_sync(decode_inputs, data, mask_data, settings.max_pixels)
-
+    # Decoding and preparing run in a worker thread (at most infer_concurrency at once); the model
+    # calls go through the service's per-model batching threads (concurrent requests share batches).
     def work() -> dict[str, Any]:
+        image, alpha, uploaded = decode_inputs(data, mask_data, settings.max_pixels)
         with http_errors():
             return svc.run(names, image, alpha, uploaded)
 
