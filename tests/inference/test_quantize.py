@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,15 @@ from evbattery.inference.service import load_predictors
 
 def test_export_int8_cli_writes_calibrated_models_and_agreement(model_dir: Path, toy_dataset: Path,
                                                                tmp_path: Path) -> None:
-    out = tmp_path / "onnx"
-    res = CliRunner().invoke(app, ["export", "onnx", "--model-dir", str(model_dir), "--out", str(out), "--int8",
+    out, models = tmp_path / "onnx", tmp_path / "model"
+    models.mkdir()
+    for name in ("images", "cutouts"):  # two models: a photo model and a cutout model (calibrated on cutouts)
+        shutil.copy(model_dir / f"best_model_{name}.pth", models)
+    res = CliRunner().invoke(app, ["export", "onnx", "--model-dir", str(models), "--out", str(out), "--int8",
                                    "--data", str(toy_dataset), "--calib-n", "12", "--check-n", "18"],
                              env={"EVBATTERY_REPORTS_DIR": str(tmp_path / "reports")})
     assert res.exit_code == 0, res.output
-    for name in ("images", "cutouts", "images_debiased"):
+    for name in ("images", "cutouts"):
         assert (out / f"{name}.onnx").is_file() and (out / f"{name}.int8.onnx").is_file()
     report = json.loads((tmp_path / "reports" / "export_onnx.json").read_text())
     int8 = {r["model"]: r for r in report["files"] if r["precision"] == "int8"}
@@ -35,7 +39,8 @@ def test_export_int8_cli_writes_calibrated_models_and_agreement(model_dir: Path,
         assert row["vs_fp32"]["images"] == 18 and 0.0 <= row["vs_fp32"]["top1_agreement"] <= 1.0
         assert row["mb"] < fp32[name]["mb"] / 2  # int8 weights: about a quarter of the fp32 file
 
-    preds = load_predictors(model_dir, backend="onnx-int8", onnx_dir=out)
+    assert set(int8) == {"images", "cutouts"}
+    preds = load_predictors(models, backend="onnx-int8", onnx_dir=out)
     assert {p.precision for p in preds.values()} == {"int8"} and preds["cutouts"].input_type == "cutouts"
     q = preds["cutouts"].meta["quantization"]
     assert q["calibration_images"] == 12 and q["calibration_source"] == str(toy_dataset)

@@ -61,8 +61,9 @@ def bench_infer(models: dict[str, Path], size: int = 224, iters: int = 50, warmu
             results.append({"model": name, "backend": "torch", "precision": pred.precision,
                             **percentiles(_time(lambda p=pred: p.logits(x), iters, warmup))})
             sized = _sized(path, size)
-            variants = (("fp32", export_onnx(sized, Path(tmp) / f"{name}.onnx")),
-                        ("int8", quantize_int8(sized, Path(tmp) / f"{name}.int8.onnx", calib, "random (latency only)")))
+            fp32 = export_onnx(sized, Path(tmp) / f"{name}.onnx")
+            variants = (("fp32", fp32), ("int8", quantize_int8(sized, Path(tmp) / f"{name}.int8.onnx", calib,
+                                                               "random (latency only)", fp32_onnx=fp32)))
             for precision, onnx_path in variants:
                 ort = Predictor.from_onnx(onnx_path)
                 results.append({"model": name, "backend": "onnxruntime", "precision": precision,

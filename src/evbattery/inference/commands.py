@@ -194,7 +194,7 @@ def export_onnx_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
         except (DatasetError, FileNotFoundError) as e:
             fail(f"--int8 needs a dataset to calibrate on: {e}")
         info(f"quantizing {name} to int8 ({len(calib)} calibration {pred.input_type} from {data}) ...")
-        q = quantize_int8(pred, int8_path(out, name), calib, calibration_source=str(data))
+        q = quantize_int8(pred, int8_path(out, name), calib, calibration_source=str(data), fp32_onnx=target)
         rows.append({"model": name, "precision": "int8", "checkpoint": str(path), "onnx": str(q),
                      "mb": round(q.stat().st_size / 2**20, 2),
                      "vs_fp32": agreement_report(pred, Predictor.from_onnx(q), check)})

@@ -49,8 +49,11 @@ def _batches(pred: Predictor, images: Sequence[np.ndarray]) -> Iterator[dict[str
 
 
 def quantize_int8(source: Predictor | Path | str, out_path: Path | str, images: Sequence[np.ndarray],
-                  calibration_source: str = "") -> Path:
-    """Write an int8 (QDQ, per-channel weights) .onnx of a checkpoint or torch Predictor; returns its path."""
+                  calibration_source: str = "", fp32_onnx: Path | None = None) -> Path:
+    """Write an int8 (QDQ, per-channel weights) .onnx of a checkpoint or torch Predictor; returns its path.
+
+    fp32_onnx: the model's fp32 export, if already written (saves exporting it again).
+    """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -70,7 +73,7 @@ def quantize_int8(source: Predictor | Path | str, out_path: Path | str, images: 
 
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(pred, Path(tmp) / "fp32.onnx")
+        fp32 = fp32_onnx or export_onnx(pred, Path(tmp) / "fp32.onnx")
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         quant_pre_process(str(fp32), str(prepared))
         quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ,
