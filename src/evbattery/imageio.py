@@ -132,7 +132,7 @@ def load_mask(path: Path | str) -> np.ndarray:
 def save_png(arr: np.ndarray, path: Path) -> None:
     """Write an array as PNG (deterministic bytes: no timestamps, fixed compression)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path, format="PNG", compress_level=6)
+    Image.fromarray(arr).save(path, format="PNG", compress_level=1)
 
 
 def save_jpeg(arr: np.ndarray, path: Path, quality: int = 92) -> None:

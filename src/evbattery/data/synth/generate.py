@@ -114,9 +114,14 @@ def _write_task(job: tuple[Task, int, int, str]) -> tuple[str, dict[str, Any]]:
     return f"{task.split}/{task.cls}/{task.stem}", meta
 
 
-def _ignore_sigint() -> None:
+def _init_worker() -> None:
     # Ctrl-C is handled once, by the parent: it stops the pool and removes the staged folder
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # one intra-op thread per worker process: the workers already fill the cores, and idle OpenMP
+    # threads of every worker would spin on them
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def default_workers() -> int:
@@ -143,7 +148,7 @@ def generate_dataset(out: Path, n_train: int = 900, n_val: int = 150, n_test: in
                 images[k] = m
                 bar.update()
         else:
-            with mp.get_context("fork").Pool(workers, initializer=_ignore_sigint) as pool:
+            with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
                 for k, m in pool.imap(_write_task, jobs, chunksize=4):
                     images[k] = m
                     bar.update()
