@@ -54,6 +54,9 @@ def test_predict_errors_are_one_line(model_dir: Path, toy_dataset: Path, tmp_pat
     res = CliRunner().invoke(app, ["predict", str(toy_dataset / "test"), "--model", "nope",
                                    "--model-dir", str(model_dir)])
     assert res.exit_code != 0 and "nope" in res.output
+    for cmd in (["serve", "--backend", "gpu"], ["bench", "api", "--backend", "gpu"]):
+        res = CliRunner().invoke(app, cmd)
+        assert res.exit_code != 0 and "--backend 'gpu': expected one of torch, onnx, onnx-int8" in res.output
 
 
 def test_seed_form_input_type(model_dir: Path, toy_dataset: Path, tmp_path: Path) -> None:
