@@ -26,7 +26,7 @@ from evbattery.data.synth.scene import Scene, render_scene
 from evbattery.imageio import load_rgb, save_jpeg, save_png
 
 GENERATOR = "evbattery.data.synth"
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: noise banks per bucketed size (cell textures differ from 1.0)
 # A fixed, disjoint partition of the families among the classes (light and dark surfaces in each).
 HOME_FAMILIES: dict[str, tuple[str, ...]] = {
     "cylindrical": ("grey_tray", "wood", "esd_mat"),

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# imported with the module, not on first use: the generator's worker processes are forked after it
+from scipy.spatial import ConvexHull
+
 from evbattery.data.synth.palette import BODY, LABEL, METAL, pick
 from evbattery.data.synth.raster import CellLayer, Light, over, poly_window
 
@@ -55,8 +58,6 @@ def _quad(at, a0: float, a1: float, b0: float, b1: float) -> np.ndarray:
 
 
 def _hull_area(p: np.ndarray) -> float:
-    from scipy.spatial import ConvexHull
-
     return float(ConvexHull(p).volume)
 
 
@@ -106,9 +107,10 @@ def render_prismatic(area_px: float, rng: np.random.Generator, light: Light) -> 
         for k, xc in enumerate((-0.3, 0.3)):
             ring = np.stack([xc + r * np.cos(t), r * np.sin(t), np.full_like(t, half[2])], 1)
             bot, top = px(ring), px(ring + [0, 0, hp])
-            sides = [np.stack([bot[i], bot[(i + 1) % 18], top[(i + 1) % 18], top[i]]) for i in range(18)]
+            # the post's body (side quads + bottom disc) projects to the convex hull of both rings
+            body = np.concatenate([bot, top])
             metal = pick(METAL[2:3] if k == 0 else METAL[1:2], rng, 6)
-            paint(sides + [bot], metal * 0.7, cam.normal(np.array([1.0, 0, 0])))
+            paint([body[ConvexHull(body).vertices]], metal * 0.7, cam.normal(np.array([1.0, 0, 0])))
             paint([top], metal, top_n)
 
     if top_n[2] <= 0.03:

@@ -60,10 +60,21 @@ def value_noise(h: int, w: int, cells: float, rng: np.random.Generator) -> np.nd
     return out if rng.random() < 0.5 else 1.0 - out
 
 
+def bucket_side(n: int) -> int:
+    """The smallest of 16, 20, 24, 28, 32, 40, ... (4 steps per octave) that is >= n."""
+    step = 1 << max(2, int(n - 1).bit_length() - 3)  # 1/8 of the next power of two: 4 steps per octave
+    return max(16, -(-n // step) * step)
+
+
 def fbm(h: int, w: int, base: float, octaves: int, rng: np.random.Generator, gain: float = 0.5) -> np.ndarray:
-    """Fractal noise (sum of value-noise octaves), roughly zero-mean, unit-ish amplitude (HxW float32)."""
-    make = lambda a, b, r: _fbm(a, b, base * max(a, b) / max(h, w), octaves, r, gain)
-    out = _from_bank(("fbm", round(base, 2), octaves, gain), make, h, w, rng)
+    """Fractal noise (sum of value-noise octaves), roughly zero-mean, unit-ish amplitude (HxW float32).
+
+    ~`base` cells across the longer side, to within 25 %: fields come from a bank per bucketed square
+    side, so objects of every size share a few banks instead of building one per exact shape.
+    """
+    side = bucket_side(max(h, w))
+    make = lambda a, b, r: _fbm(a, b, base * max(a, b) / side, octaves, r, gain)
+    out = _from_bank(("fbm", round(base, 2), octaves, gain), make, side, side, rng)[:h, :w]
     return out if rng.random() < 0.5 else -out
 
 
