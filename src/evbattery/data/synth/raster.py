@@ -101,10 +101,16 @@ def blur_rgb(arr: np.ndarray, radius: float) -> np.ndarray:
     k = np.exp(-0.5 * (np.arange(-2, 3) / radius) ** 2)
     k = (k / k.sum()).astype(np.float32)
     h, w = arr.shape[:2]
+    tmp = np.empty_like(arr)  # products go here, sums accumulate in place: no temporary per tap
     p = np.pad(arr, ((2, 2), (0, 0), (0, 0)), mode="edge")
-    arr = sum(k[i] * p[i:i + h] for i in range(5))
-    p = np.pad(arr, ((0, 0), (2, 2), (0, 0)), mode="edge")
-    return sum(k[i] * p[:, i:i + w] for i in range(5))
+    out = np.multiply(p[0:h], k[0])
+    for i in range(1, 5):
+        out += np.multiply(p[i:i + h], k[i], out=tmp)
+    p = np.pad(out, ((0, 0), (2, 2), (0, 0)), mode="edge")
+    np.multiply(p[:, 0:w], k[0], out=out)
+    for i in range(1, 5):
+        out += np.multiply(p[:, i:i + w], k[i], out=tmp)
+    return out
 
 
 def poly_coverage(polys: list[np.ndarray], h: int, w: int, ss: int = 4) -> np.ndarray:
