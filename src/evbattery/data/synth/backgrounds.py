@@ -181,25 +181,14 @@ FAMILY_RENDERERS: dict[str, Render] = {
 FAMILIES: tuple[str, ...] = tuple(FAMILY_RENDERERS)
 
 
-def lit_background(family: str, size: int, rng: np.random.Generator, light: np.ndarray | None = None) -> np.ndarray:
-    """A background of a family as HxWx3 float32 (not clipped), times an optional HxW light field.
-
-    The scene passes its light field here, so lighting the background costs one pass over the frame
-    instead of a second one after compositing (cells and distractors are lit in their own windows).
-    """
-    if family not in FAMILY_RENDERERS:
-        raise ValueError(f"unknown background family {family!r}; expected one of {', '.join(FAMILIES)}")
-    img = np.ascontiguousarray(FAMILY_RENDERERS[family](size, rng), dtype=np.float32)
-    # gentle overall illumination falloff so no background is perfectly flat
-    field = 1 + 0.08 * (value_noise(size, size, 1.5, rng) - 0.5)
-    img *= (field if light is None else field * light)[..., None]
-    return img
-
-
 def render_background_float(family: str, size: int, rng: np.random.Generator) -> np.ndarray:
     """A background of a family as HxWx3 float32 in [0,255] (the renderer's working format)."""
-    img = lit_background(family, size, rng)
-    return np.clip(img, 0, 255, out=img)
+    if family not in FAMILY_RENDERERS:
+        raise ValueError(f"unknown background family {family!r}; expected one of {', '.join(FAMILIES)}")
+    img = FAMILY_RENDERERS[family](size, rng).astype(np.float32)
+    # gentle overall illumination falloff so no background is perfectly flat
+    img *= (1 + 0.08 * (value_noise(size, size, 1.5, rng) - 0.5))[..., None]
+    return np.clip(img, 0, 255)
 
 
 def render_background(family: str, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from evbattery.data.synth.backgrounds import lit_background
+from evbattery.data.synth.backgrounds import render_background_float
 from evbattery.data.synth.cells import render_cell
 from evbattery.data.synth.distractors import KINDS, draw_distractor
 from evbattery.data.synth.raster import Light, _from_bank, blur, blur_rgb, value_noise
@@ -95,22 +95,7 @@ def render_scene(cls: str, family: str, size: int, rng: np.random.Generator) -> 
     """One synthetic photo of a class on a background family."""
     az, el = rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(35, 75))
     light = Light(np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)]), rng.uniform(0.3, 0.5))
-    # light colour, exposure, illumination gradient and vignette: one smooth field, built at 32x32 and
-    # upsampled (cheap). It multiplies the background as it is made and each cell / distractor in its
-    # own window, which equals lighting the composite but saves full-frame passes.
-    temp = rng.uniform(-1, 1)
-    tint = np.array([1 + 0.06 * temp, 1.0, 1 - 0.07 * temp], np.float32)
-    gain = rng.uniform(0.85, 1.15)
-    yy, xx = _grid(32)
-    ramp = 1 + rng.uniform(0, 0.2) * (xx * float(np.cos(az)) + yy * float(np.sin(az)))
-    vig = 1 - rng.uniform(0, 0.35) * (xx * xx + yy * yy) * 2
-    field32 = (gain * ramp * vig * (1 + 0.03 * (value_noise(32, 32, 2, rng) - 0.5))).astype(np.float32)
-    light_field = np.asarray(Image.fromarray(field32, mode="F").resize((size, size), Image.BILINEAR))
-    img = lit_background(family, size, rng, light_field)
-    img *= tint
-
-    def lit(rgb: np.ndarray, win: tuple[slice, slice]) -> np.ndarray:
-        return rgb * light_field[win][..., None] * tint
+    img = render_background_float(family, size, rng)
     n_cells = 2 if rng.random() < 0.2 else 1
     area = sample_area(rng)
     shares = [1.0] if n_cells == 1 else [w := rng.uniform(0.45, 0.6), 1 - w]
@@ -136,7 +121,7 @@ def render_scene(cls: str, family: str, size: int, rng: np.random.Generator) -> 
         poses.append(layer.pose)
     _cast_shadow(img, cell_cov, light, size * rng.uniform(0.01, 0.035), rng)
     for win, rgb, a in placed:
-        img[win] += (lit(rgb, win) - img[win]) * a[..., None]
+        img[win] += (rgb - img[win]) * a[..., None]
 
     # distractors: drawn over everything; the pixels they cover leave the mask
     occ = np.zeros((size, size), np.float32)
@@ -156,11 +141,23 @@ def render_scene(cls: str, family: str, size: int, rng: np.random.Generator) -> 
         if ((a >= 0.5) & cell_w & (occ_w < 0.5)).sum() > 0.3 * cell_px - float((occ >= 0.5)[cell_cov >= 0.5].sum()):
             continue  # never hide more than ~30 % of the cell
         _cast_shadow(img, _paste(a, win, size), light, size * 0.008, rng)
-        shade = light.ambient + (1 - light.ambient) * float(light.dir[2])
-        img[win] += (lit(rgb * shade, win) - img[win]) * a[..., None]
+        lit = light.ambient + (1 - light.ambient) * float(light.dir[2])
+        img[win] += (rgb * lit - img[win]) * a[..., None]
         occ[win] += a * (1 - occ_w)
         kinds.append(kind)
     mask = ((cell_cov >= 0.5) & (occ < 0.5)).astype(np.uint8) * 255
+
+    # light colour, exposure, illumination gradient and vignette
+    temp = rng.uniform(-1, 1)
+    tint = np.array([1 + 0.06 * temp, 1.0, 1 - 0.07 * temp], np.float32)
+    gain = rng.uniform(0.85, 1.15)
+    # the light field is smooth: build it at 32x32 and upsample (cheap), then one multiply
+    yy, xx = _grid(32)
+    ramp = 1 + rng.uniform(0, 0.2) * (xx * float(np.cos(az)) + yy * float(np.sin(az)))
+    vig = 1 - rng.uniform(0, 0.35) * (xx * xx + yy * yy) * 2
+    field32 = (gain * ramp * vig * (1 + 0.03 * (value_noise(32, 32, 2, rng) - 0.5))).astype(np.float32)
+    light_field = np.asarray(Image.fromarray(field32, mode="F").resize((size, size), Image.BILINEAR))
+    img *= light_field[..., None] * tint
 
     # camera: defocus / motion blur, sensor noise (luma + weaker chroma)
     blur_r = float(rng.uniform(0.3, 1.0) * size / 256) if rng.random() < 0.5 else 0.0
