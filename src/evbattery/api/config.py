@@ -22,7 +22,7 @@ class ApiSettings(Settings):
     # the usable cores (at least 1), because /predict/both runs its two models side by side
     threads_per_model: int | None = Field(default=None, ge=1)
     # EVBATTERY_INFER_CONCURRENCY: requests being decoded/prepared at once (the model calls themselves
-    # go through one batching thread)
+    # go through the per-model batching threads)
     infer_concurrency: int = Field(default=16, ge=1)
     required_models: str = "images,cutouts"  # /ready is 503 until these are loaded
 
