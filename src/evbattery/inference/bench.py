@@ -164,12 +164,16 @@ async def _load(base: str, seconds: float, concurrency: int, photo: bytes, mask:
             "rps": round(len(latencies) / elapsed, 3), **percentiles(latencies)}
 
 
-def export_for_bench(models: dict[str, Path], out: Path, int8: bool, data_dir: Path | None) -> None:
-    """fp32 (or int8) .onnx files of `models` in out; int8 calibrates on data_dir's train split if it exists."""
+def export_for_bench(models: dict[str, Path], out: Path, int8: bool, data_dir: Path | None) -> str | None:
+    """fp32 (or int8) .onnx files of `models` in out; int8 calibrates on data_dir's train split if it exists.
+
+    Returns what int8 was calibrated on (None for fp32).
+    """
     from evbattery.inference.onnx import export_onnx
     from evbattery.inference.predictor import Predictor
     from evbattery.inference.quantize import calibration_images, int8_path, quantize_int8
 
+    source = None
     for name, path in models.items():
         if not int8:
             export_onnx(path, out / f"{name}.onnx")
@@ -182,6 +186,7 @@ def export_for_bench(models: dict[str, Path], out: Path, int8: bool, data_dir: P
             calib = [rng.integers(0, 256, (pred.image_size, pred.image_size, 3), dtype=np.uint8) for _ in range(8)]
             source = "random (no dataset)"
         quantize_int8(pred, int8_path(out, name), calib, source)
+    return source
 
 
 def resized_models(models: dict[str, Path], out: Path, size: int) -> dict[str, Path]:
@@ -219,8 +224,9 @@ def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, back
         sizes = sorted({int(load_checkpoint(p)["meta"]["image_size"]) for p in found.values()})
         env = {**os.environ, "EVBATTERY_MODEL_DIR": str(model_dir), "EVBATTERY_API_BACKEND": backend,
                "EVBATTERY_API_KEY": "", "EVBATTERY_ONNX_DIR": str(Path(tmp) / "onnx")}
+        calibration = None
         if backend.startswith("onnx"):
-            export_for_bench(found, Path(tmp) / "onnx", int8=backend == "onnx-int8", data_dir=data_dir)
+            calibration = export_for_bench(found, Path(tmp) / "onnx", int8=backend == "onnx-int8", data_dir=data_dir)
         for label, target in (("naive", "evbattery.api.naive:app"), ("evbattery", "evbattery.api.app:app")):
             proc, base = _start(target, env)
             try:
@@ -230,6 +236,6 @@ def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, back
                 _stop(proc)
     ratio = services["evbattery"]["rps"] / max(services["naive"]["rps"], 1e-9)
     return {"endpoint": "/predict/both", "concurrency": concurrency, "seconds": seconds, "backend": backend,
-            "model_input_px": sizes, "image": "640x640 JPEG + PNG mask", "services": services,
+            "int8_calibration": calibration, "model_input_px": sizes, "image": "640x640 JPEG + PNG mask", "services": services,
             "rps_ratio": round(ratio, 3), "target_ratio": 3.0,
             "p99_lower": services["evbattery"]["p99_ms"] < services["naive"]["p99_ms"]}
