@@ -78,3 +78,8 @@ def test_int8_follows_a_trained_fp32_model(toy_dataset: Path, tmp_path: Path) ->
 def test_onnx_int8_backend_names_the_missing_file(model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"images\.int8\.onnx not found .*export onnx --int8"):
         load_predictors(model_dir, backend="onnx-int8", onnx_dir=tmp_path, names=["images"])
+    from evbattery.inference.service import ModelService
+
+    svc = ModelService.load(model_dir, backend="onnx-int8", onnx_dir=tmp_path)  # records, does not raise
+    assert svc.predictors == {} and "images.int8.onnx not found" in svc.errors["images"]
+    assert svc.errors["models"] == f"none of the 3 models in {model_dir} could be loaded (see each model's error)"

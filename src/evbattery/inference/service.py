@@ -108,7 +108,7 @@ class ModelService:
                 svc.errors[name] = f"{type(e).__name__}: {e}"
         if not svc.predictors and "models" not in svc.errors:
             svc.errors["models"] = f"no best_model_<name>.pth checkpoints in {model_dir}" if not names else \
-                "no model could be loaded: " + "; ".join(svc.errors.values())
+                f"none of the {len(names)} models in {model_dir} could be loaded (see each model's error)"
         try:
             svc.segmenter = load_segmenter(segmenter_path(model_dir))
         except Exception as e:
