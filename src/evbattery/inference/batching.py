@@ -76,7 +76,7 @@ class BatchRunner:
         with self._lock:
             self._started = True
             for _, t in self._lanes.values():
-                if not t.is_alive() and t.ident is None:
+                if t.ident is None:  # not started yet
                     t.start()
 
     def close(self, timeout: float = 10.0) -> None:

@@ -48,11 +48,10 @@ def bench_infer(models: dict[str, Path], size: int = 224, iters: int = 50, warmu
 
     from evbattery.inference.onnx import export_onnx
     from evbattery.inference.predictor import Predictor
-    from evbattery.inference.quantize import quantize_int8
+    from evbattery.inference.quantize import quantize_int8, random_calibration
 
     x = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8)
-    rng = np.random.default_rng(0)
-    calib = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(8)]
+    calib = random_calibration(size)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in models.items():
@@ -171,7 +170,7 @@ def export_for_bench(models: dict[str, Path], out: Path, int8: bool, data_dir: P
     """
     from evbattery.inference.onnx import export_onnx
     from evbattery.inference.predictor import Predictor
-    from evbattery.inference.quantize import calibration_images, int8_path, quantize_int8
+    from evbattery.inference.quantize import calibration_images, int8_path, quantize_int8, random_calibration
 
     source = None
     for name, path in models.items():
@@ -182,9 +181,7 @@ def export_for_bench(models: dict[str, Path], out: Path, int8: bool, data_dir: P
         if data_dir is not None and (Path(data_dir) / "train").is_dir():
             calib, source = calibration_images(data_dir, pred.input_type, 32), str(data_dir)
         else:
-            rng = np.random.default_rng(0)
-            calib = [rng.integers(0, 256, (pred.image_size, pred.image_size, 3), dtype=np.uint8) for _ in range(8)]
-            source = "random (no dataset)"
+            calib, source = random_calibration(pred.image_size), "random (no dataset)"
         quantize_int8(pred, int8_path(out, name), calib, source)
     return source
 
@@ -236,6 +233,6 @@ def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, back
                 _stop(proc)
     ratio = services["evbattery"]["rps"] / max(services["naive"]["rps"], 1e-9)
     return {"endpoint": "/predict/both", "concurrency": concurrency, "seconds": seconds, "backend": backend,
-            "int8_calibration": calibration, "model_input_px": sizes, "image": "640x640 JPEG + PNG mask", "services": services,
-            "rps_ratio": round(ratio, 3), "target_ratio": 3.0,
+            "int8_calibration": calibration, "model_input_px": sizes, "image": "640x640 JPEG + PNG mask",
+            "services": services, "rps_ratio": round(ratio, 3), "target_ratio": 3.0,
             "p99_lower": services["evbattery"]["p99_ms"] < services["naive"]["p99_ms"]}

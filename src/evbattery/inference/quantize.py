@@ -42,6 +42,12 @@ def calibration_images(data_dir: Path, input_type: str, n: int = 64, split: str 
     return [load_rgb(s.path(kind)) for s in samples[::step][:n]]
 
 
+def random_calibration(size: int, n: int = 8, seed: int = 0) -> list[np.ndarray]:
+    """n random size x size photos: enough to time an int8 model (its speed does not depend on them)."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(n)]
+
+
 def _batches(pred: Predictor, images: Sequence[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
     for i in range(0, len(images), CALIBRATION_BATCH):
         batch = torch.stack([pred.prepare(im) for im in images[i:i + CALIBRATION_BATCH]])

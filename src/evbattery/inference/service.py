@@ -96,17 +96,13 @@ class ModelService:
              batcher: BatchRunner | None = None, onnx_threads: int = 2) -> ModelService:
         """Load every model of model_dir (failures are recorded in .errors, not raised)."""
         svc = cls(model_dir=Path(model_dir), batcher=batcher)
-        try:
-            names = list(discover_models(model_dir))
-        except Exception as e:
-            svc.errors["models"] = f"{type(e).__name__}: {e}"
-            names = []
+        names = list(discover_models(model_dir))
         for name in names:  # one model failing to load does not take the others down
             try:
                 svc.predictors |= load_predictors(model_dir, backend, onnx_dir, names=[name], onnx_threads=onnx_threads)
             except Exception as e:
                 svc.errors[name] = f"{type(e).__name__}: {e}"
-        if not svc.predictors and "models" not in svc.errors:
+        if not svc.predictors:
             svc.errors["models"] = f"no best_model_<name>.pth checkpoints in {model_dir}" if not names else \
                 f"none of the {len(names)} models in {model_dir} could be loaded (see each model's error)"
         try:

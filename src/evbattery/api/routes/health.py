@@ -28,11 +28,11 @@ def read_ready(request: Request, settings: SettingsDep) -> Response:
     # a load error of a required model (or of the whole folder / the segmenter) blocks readiness;
     # one of an optional model is reported without blocking
     blocking = [f"{k}: {v}" for k, v in svc.errors.items() if k in settings.required or k in ("models", "segmenter")]
-    body = Health(status="ready" if not (missing or blocking) else "not ready", models=list(svc.predictors),
-                  missing=missing + blocking, segmenter=svc.segmenter is not None,
+    not_ready = missing + blocking
+    body = Health(status="not ready" if not_ready else "ready", models=list(svc.predictors), missing=not_ready,
+                  segmenter=svc.segmenter is not None,
                   errors={k: v for k, v in svc.errors.items() if k not in settings.required})
-    missing += blocking
-    return JSONResponse(body.model_dump(), status_code=200 if not missing else 503)
+    return JSONResponse(body.model_dump(), status_code=503 if not_ready else 200)
 
 
 @router.get("/models", response_model=ModelsResponse, dependencies=[ApiKey],
