@@ -155,5 +155,5 @@ def bench_train_cmd(
     table(f"training throughput @ {size}px -> {path}", ["loop", "img/s"],
           [["naive (batch 4, fp32, decode every step, no workers)", res["naive_img_per_s"]],
            [f"evbattery (batch {batch_size}, cached, {workers} workers, {res['precision']})", res["fast_img_per_s"]],
-           ["compute limit (peak fp32 matmul / FLOPs per image)", res["limit_img_per_s"]]], to_stderr=True)
+           [f"compute limit (peak {res['peak_precision']} matmul / FLOPs per image)", res["limit_img_per_s"]]], to_stderr=True)
     info(f"speed-up {res['speedup']:.2f}x (target >= 3x); {res['pct_of_limit']:.0f}% of the compute limit")
