@@ -21,7 +21,8 @@ from evbattery.data.layout import DatasetLayout
 from evbattery.data.loaders import CachedDataset
 from evbattery.data.transforms import normalize, resize_uint8
 from evbattery.imageio import load_rgb
-from evbattery.training.train import MEAN, STD, train_one_epoch
+from evbattery.training.config import DEFAULT_WORKERS
+from evbattery.training.train import MEAN, STD, make_optimizer, train_one_epoch
 
 # torchvision's model card says 1.81 "GFLOPS" for ResNet-18 at 224 px, which counts multiply-adds; one
 # multiply-add is two floating-point operations, so a forward pass is 2 x 1.82 GFLOP.
@@ -81,7 +82,7 @@ def fast_img_per_s(layout: DatasetLayout, size: int, steps: int, batch: int, wor
     cache_s = time.perf_counter() - t0
     model, _ = build_classifier(len(ds.classes), "none")
     model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = make_optimizer(model, lr=1e-3)
     loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)
     warm = DataLoader(torch.utils.data.Subset(ds, range(min(batch, len(ds)))), batch_size=batch)
@@ -90,7 +91,7 @@ def fast_img_per_s(layout: DatasetLayout, size: int, steps: int, batch: int, wor
     return stats["img_per_s"], cache_s, bf16
 
 
-def run_bench(data: Path, size: int = 128, steps: int = 8, batch_size: int = 32, workers: int = 2) -> dict[str, Any]:
+def run_bench(data: Path, size: int = 128, steps: int = 8, batch_size: int = 32, workers: int = DEFAULT_WORKERS) -> dict[str, Any]:
     """Measure both loops and the compute limit; returns the JSON-ready result."""
     layout = DatasetLayout(data)
     samples = layout.require_split("train")

@@ -9,6 +9,7 @@ import typer
 
 from evbattery.cli import app, bench_app
 from evbattery.console import fail, info, print_json, table
+from evbattery.training.config import DEFAULT_WORKERS
 
 DataDir = typer.Option(Path("data/processed"), "--data", "-d", help="Dataset root (the folder with dataset.json).")
 ModelDir = typer.Option(Path("model"), "--model-dir", help="Checkpoint folder.")
@@ -27,7 +28,7 @@ def train_cmd(
     epochs: int = typer.Option(10, help="Epochs."), batch_size: int = typer.Option(32, help="Batch size (per process)."),
     lr: float = typer.Option(1e-3, help="Adam learning rate."),
     image_size: int = typer.Option(224, "--image-size", "--size", help="Square input side (full frame resized)."),
-    workers: int = typer.Option(2, help="DataLoader workers."), seed: int = typer.Option(0, help="Random seed."),
+    workers: int = typer.Option(DEFAULT_WORKERS, help="DataLoader workers (default: 0 on a 2-core CPU, where workers slow training)."), seed: int = typer.Option(0, help="Random seed."),
     pretrained: str = typer.Option("auto", help="auto | imagenet | none | PATH (auto: ImageNet if cached)."),
     tracker: str = typer.Option("wandb", help="wandb (offline unless key + EVBATTERY_WANDB=online) | none."),
     fast: bool = typer.Option(True, help="channels_last (+ bf16 autocast where the CPU has native bf16)."),
@@ -138,7 +139,7 @@ def bench_train_cmd(
     size: int = typer.Option(128, help="Image side for both loops."),
     steps: int = typer.Option(8, help="Timed steps of the fast loop (batch --batch-size); the naive loop runs 3x as many."),
     batch_size: int = typer.Option(32, help="Batch size of this project's loop."),
-    workers: int = typer.Option(2, help="DataLoader workers of this project's loop."),
+    workers: int = typer.Option(DEFAULT_WORKERS, help="DataLoader workers of this project's loop (training's default)."),
 ) -> None:
     """Images/s of this training loop vs the seed's naive loop, and % of the machine's compute limit."""
     from evbattery.data.layout import DatasetError
