@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evbattery.evaluation.bias import bg_gap, group_accuracy, worst_group
-from evbattery.evaluation.bias_metrics import accuracy, pairwise_agreement, share_histogram
+from evbattery.evaluation.bias_metrics import accuracy, home_vs_other, pairwise_agreement, share_histogram
 from evbattery.explain.gradcam import energy_inside
 
 
@@ -74,3 +74,15 @@ def test_energy_share_is_one_inside_and_zero_outside() -> None:
 def test_share_histogram_drops_nan_and_counts_edges() -> None:
     h = share_histogram([0.0, 0.05, 0.95, 1.0, float("nan")], bins=10)
     assert h["counts"] == [2, 0, 0, 0, 0, 0, 0, 0, 0, 2] and h["edges"][0] == 0.0 and h["edges"][-1] == 1.0
+
+
+def test_home_vs_other_reads_a_background_shortcut() -> None:
+    # pouch's home is wood: a shortcut model is right on pouch/wood and cylindrical/metal, wrong elsewhere.
+    per = {"pouch/wood": {"accuracy": 1.0, "n": 4}, "pouch/metal": {"accuracy": 0.25, "n": 4},
+           "cylindrical/metal": {"accuracy": 0.75, "n": 4}, "cylindrical/wood": {"accuracy": 0.0, "n": 4}}
+    homes = {"pouch": ["wood"], "cylindrical": ["metal"]}
+    split = home_vs_other(per, homes)
+    assert split == {"home": 0.875, "other": 0.125, "gap": 0.75, "n_home_groups": 2, "n_other_groups": 2}
+    # Without home groups (or without other groups) there is nothing to compare.
+    assert home_vs_other(per, {}) is None
+    assert home_vs_other({"pouch/wood": per["pouch/wood"]}, homes) is None

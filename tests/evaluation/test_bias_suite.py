@@ -117,6 +117,30 @@ def test_report_files(result, tmp_path: Path) -> None:
     assert paths["markdown"] == tmp_path / "report.md"
 
 
+def test_home_families_in_the_card_split_groups_into_home_and_other(toy_dataset: Path, model_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    import shutil
+
+    from evbattery.evaluation.bias import run_bias_suite
+    from evbattery.evaluation.bias_report import write_bias_report
+
+    data = tmp_path / "biased"
+    shutil.copytree(toy_dataset, data)
+    layout = DatasetLayout(data)
+    homes = {"cylindrical": ["light"], "pouch": ["dark"], "prismatic": ["light"]}
+    layout.write_card({**layout.read_card(), "home_families": homes})
+    res = run_bias_suite(data, model_dir, split="test", seed=3, cam_limit=4, n_examples=1, progress=False)
+    entry = res.summary["evaluations"]["images"]
+    acc = {g: v["accuracy"] for g, v in entry["groups"].items()}
+    home = [acc["cylindrical/light"], acc["pouch/dark"], acc["prismatic/light"]]
+    other = [acc["cylindrical/dark"], acc["pouch/light"], acc["prismatic/dark"]]
+    split = entry["home_vs_other"]
+    assert split["home"] == pytest.approx(np.mean(home)) and split["other"] == pytest.approx(np.mean(other))
+    assert split["n_home_groups"] == split["n_other_groups"] == 3
+    write_bias_report(res, tmp_path / "report")
+    assert "## Home vs other backgrounds" in (tmp_path / "report" / "report.md").read_text()
+
+
 def test_bias_cli_without_segmenter(toy_dataset: Path, model_dir_no_segmenter: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -24,6 +24,7 @@ from evbattery.evaluation.bias_metrics import (
     accuracy,
     bg_gap,
     group_accuracy,
+    home_vs_other,
     pairwise_agreement,
     share_histogram,
     worst_group,
@@ -52,6 +53,7 @@ class SplitData:
     families: list[str | None]
     classes: tuple[str, ...]
     bg_owners: np.ndarray | None = None  # class whose home family each background is (biased synthetic data)
+    home_families: dict[str, list[str]] | None = None  # the card's class -> home families, when recorded
 
     @property
     def groups(self) -> list[str] | None:
@@ -88,8 +90,9 @@ def load_split(layout: DatasetLayout, split: str, limit: int | None = None, seed
     labels = np.array([layout.classes.index(s.cls) for s in samples])
     families = [family_of(card_images.get(s.key, {})) for s in samples]
     classes = tuple(layout.classes)
-    owners = background_owners(families, card.get("home_families") or {}, classes)
-    return SplitData(samples, images, masks, labels, families, classes, owners)
+    homes = card.get("home_families") or {}
+    owners = background_owners(families, homes, classes)
+    return SplitData(samples, images, masks, labels, families, classes, owners, homes or None)
 
 
 def choose_partners(labels: np.ndarray, n_classes: int, seed: int = 0,
@@ -285,6 +288,8 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
             entry["groups"] = per
             entry["worst_group"] = worst_group(per)
             entry["mean_group_accuracy"] = float(np.mean([g["accuracy"] for g in per.values()]))
+            if data.home_families:
+                entry["home_vs_other"] = home_vs_other(per, data.home_families)
         models[ev.label] = entry
     summary = {
         "split": split, "data_dir": str(data_dir), "model_dir": str(model_dir), "seed": seed, "n_images": n,

@@ -50,6 +50,23 @@ def worst_group(per_group: dict[str, dict], min_n: int = 1) -> dict | None:
     return {"group": name, "accuracy": float(acc), "n": int(n)}
 
 
+def home_vs_other(per_group: dict[str, dict], home_families: dict[str, list[str]]) -> dict | None:
+    """Mean group accuracy over (class x family) groups whose family is / is not a home family of the class.
+
+    On a balanced test split of class-biased data this reads a background shortcut directly: a model that
+    uses the cell scores alike on both; one that uses the background scores high at home and low elsewhere.
+    Groups are named '<class>/<family>'. None when either kind of group is absent.
+    """
+    home, other = [], []
+    for name, g in per_group.items():
+        cls, _, fam = name.partition("/")
+        (home if fam in home_families.get(cls, ()) else other).append(g["accuracy"])
+    if not home or not other:
+        return None
+    h, o = float(np.mean(home)), float(np.mean(other))
+    return {"home": h, "other": o, "gap": h - o, "n_home_groups": len(home), "n_other_groups": len(other)}
+
+
 def share_histogram(values: Sequence[float], bins: int = 10) -> dict[str, list]:
     """Histogram of shares in [0, 1] (NaNs dropped): {"edges", "counts"}."""
     v = np.asarray(values, dtype=float)

@@ -113,6 +113,13 @@ def render_markdown(summary: dict[str, Any]) -> str:
     md += ["", "## Background-only accuracy", "", "| model | No-FG | Only-BG-T |", "|---|---|---|"]
     md += [f"| {k} | {_pct(e['bg_only_accuracy']['no_fg'])} | {_pct(e['bg_only_accuracy']['only_bg_t'])} |"
            for k, e in summary["evaluations"].items()]
+    split = {k: e["home_vs_other"] for k, e in summary["evaluations"].items() if e.get("home_vs_other")}
+    if split:
+        md += ["", "## Home vs other backgrounds (Original)", "",
+               "Mean accuracy over (class × family) groups whose family is one of the class's home families "
+               "in train/val, and over the rest; a background shortcut scores high at home and low elsewhere.", "",
+               "| model | home groups | other groups | gap |", "|---|---|---|---|"]
+        md += [f"| {k} | {_pct(h['home'])} | {_pct(h['other'])} | {_pct(h['gap'])} |" for k, h in split.items()]
     any_groups = [e for e in summary["evaluations"].values() if "groups" in e]
     if any_groups:
         groups = list(any_groups[0]["groups"])
@@ -178,6 +185,8 @@ def log_to_tracker(summary: dict[str, Any], paths: dict[str, Path], runs_dir: Pa
             metrics[f"bias/{label}/bg_gap"] = e["bg_gap"]
             if e.get("worst_group"):
                 metrics[f"bias/{label}/worst_group"] = e["worst_group"]["accuracy"]
+            if e.get("home_vs_other"):
+                metrics[f"bias/{label}/home_minus_other"] = e["home_vs_other"]["gap"]
             metrics[f"bias/{label}/gradcam_inside"] = e["gradcam_inside"]["mean"]
         tracker.log(_json_safe(metrics))
         if tracker.run is not None:
