@@ -8,5 +8,4 @@ image_size = 224
 epochs = 12
 batch_size = 32
 lr = 1e-3
-workers = 2
 pretrained = "auto"

@@ -6,4 +6,3 @@ swap_prob = 1.0
 image_size = 128
 epochs = 25
 batch_size = 32
-workers = 2

@@ -5,5 +5,4 @@ image_size = 128
 epochs = 25
 batch_size = 32
 lr = 1e-3
-workers = 2
 pretrained = "auto"
