@@ -55,7 +55,7 @@ def bias_cmd(
 @experiment_app.command("bias-sweep")
 def bias_sweep_cmd(
     levels: str = typer.Option("0,0.5,0.9,0.99", "--levels", help="Comma-separated bias levels rho in [0, 1]."),
-    profile: str = typer.Option("quick", "--profile", help="quick (2-core CPU, <= 20 min) | medium (~40 min per level here) | full (a bigger machine) | smoke (tests)."),
+    profile: str = typer.Option("quick", "--profile", help="quick (2-core CPU, <= 20 min) | medium (~46 min per level here) | full (a bigger machine) | smoke (tests)."),
     out: Path = typer.Option(Path("reports/sweep"), "--out", help="Sweep folder (data, models, reports per level)."),
     seed: int = typer.Option(0, "--seed", help="Seed of data generation, training and the suite."),
     segmenter: Path | None = typer.Option(None, "--segmenter", help="Reuse this segmenter.pth instead of training."),

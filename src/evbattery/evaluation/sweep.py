@@ -80,9 +80,7 @@ PROFILES: dict[str, SweepProfile] = {
     # cell, while on 9,000 distinct photos train and val accuracy rise together.
     "quick": SweepProfile("quick", image_size=96, n_train=1200, n_val=96, n_test=189, epochs=2, seg_epochs=2,
                           cutout_epochs=2, cam_limit=64),
-    # ~14 min per level here (27.5 min measured for 2 levels): enough distinct photos for the cutout model
-    # to find the cell.
-    # ~40 min per level with bf16: at 128 px on 9,000 distinct photos a from-scratch image model leaves chance
+    # ~46 min per level with bf16 (92.5 min measured for 2 levels): at 128 px on 9,000 distinct photos a from-scratch image model leaves chance
     # after ~3 epochs and reaches ~63 % val at 6 (measured), so shortcut and robustness can be told apart.
     # 900 test photos = 33 per (class x family) group.
     "medium": SweepProfile("medium", image_size=128, n_train=9000, n_val=450, n_test=900, epochs=6, seg_epochs=2,

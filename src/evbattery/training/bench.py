@@ -1,8 +1,8 @@
 """`evbattery bench train`: this project's training loop against the seed's naive loop, same data, same run.
 
 Naive (the seed's recipe): batch 4, fp32, contiguous memory, decode the JPEG and resize every step,
-no workers. Ours: images decoded once (uint8 cache), DataLoader workers, batch 32, channels_last (+ bf16
-only where the CPU has native bf16). The compute limit is measured here: peak matmul GFLOP/s in the
+no workers. Ours: images decoded once (uint8 cache), training's DataLoader workers (none on 2 cores), batch
+32, fused Adam, channels_last (+ bf16 only where the CPU has native bf16). The compute limit is measured here: peak matmul GFLOP/s in the
 precision our loop runs in (bf16 where it autocasts to bf16, else fp32) divided by ResNet-18's FLOPs per
 training image: 3 x 3.64 GFLOP x (size/224)^2 (forward, plus a backward pass that costs two forwards).
 """

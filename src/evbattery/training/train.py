@@ -175,7 +175,8 @@ def check_compatible(meta: dict[str, Any], arch: str, classes: list[str], source
 
 
 def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    """Adam; the fused CPU kernel updates all parameters in one pass (~5 % faster steps measured at 128 px)."""
+    """Adam with the fused CPU kernel (one pass over all parameters; measured 79.3 -> 84.6 and 95.3 -> 97.5
+    img/s at batch 32, 128 px: a small gain, near this machine's run-to-run noise)."""
     return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
 
 
