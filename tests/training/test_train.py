@@ -165,3 +165,24 @@ def test_segmenter_eval_mode_finds_cells_after_a_short_schedule(toy_dataset, tmp
 
     result = main(tiny_config(toy_dataset, tmp_path, input_type="masks", epochs=6, image_size=64, batch_size=4))
     assert result["val"]["iou"] > 0.1, result["val"]
+
+
+def test_pretrained_path_with_same_classes_starts_from_its_weights_head_included(debiased_run, tmp_path):
+    """--pretrained PATH of a same-class evbattery checkpoint (e.g. the cutout model as the start of an image
+    model) loads every weight, the 3-class head too; a 1000-class state_dict loads the backbone only."""
+    from evbattery.models.classifier import build_classifier
+
+    path = debiased_run[1]["checkpoint"]
+    sd = load_checkpoint(path)["state_dict"]
+    model, desc = build_classifier(3, str(path))
+    assert desc == str(path)
+    got = model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in sd.items())
+    assert got["fc.weight"].shape == (3, 512)
+
+    imagenet_like = {**{k: v for k, v in sd.items() if not k.startswith("fc.")},
+                     "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
+    torch.save(imagenet_like, tmp_path / "imagenet_like.pth")
+    model, _ = build_classifier(3, str(tmp_path / "imagenet_like.pth"))
+    assert torch.equal(model.state_dict()["layer4.1.conv2.weight"], sd["layer4.1.conv2.weight"])
+    assert model.fc.weight.shape == (3, 512) and not torch.equal(model.fc.weight, sd["fc.weight"])

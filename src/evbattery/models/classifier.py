@@ -54,18 +54,17 @@ def resolve_pretrained(choice: str) -> tuple[dict[str, torch.Tensor] | None, str
 
 
 def build_classifier(num_classes: int, pretrained: str = "none") -> tuple[nn.Module, str]:
-    """ResNet-18 with a num_classes head; returns (model, pretrained description)."""
+    """ResNet-18 with a num_classes head; returns (model, pretrained description).
+
+    The backbone comes from the weights; the head too when its shape fits (an evbattery checkpoint with
+    the same classes, e.g. the cutout model as the start of an image model), else it is new.
+    """
     model = resnet18(weights=None)
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
     sd, desc = resolve_pretrained(pretrained)
     if sd is not None:
-        # The backbone comes from the weights; the head is new unless its shape already fits.
-        head = {k for k in sd if k.startswith("fc.")}
-        if sd.get("fc.weight") is not None and sd["fc.weight"].shape[0] == num_classes:
-            head = set()
-        model.load_state_dict({k: v for k, v in sd.items() if k not in head}, strict=False)
-    model.fc = nn.Linear(model.fc.in_features, num_classes) if model.fc.out_features != num_classes else model.fc
-    if sd is not None and "fc.weight" in sd and sd["fc.weight"].shape[0] == num_classes:
-        model.fc.load_state_dict({"weight": sd["fc.weight"], "bias": sd["fc.bias"]})
+        head_fits = sd.get("fc.weight") is not None and tuple(sd["fc.weight"].shape) == tuple(model.fc.weight.shape)
+        model.load_state_dict({k: v for k, v in sd.items() if head_fits or not k.startswith("fc.")}, strict=False)
     return model, desc
 
 
