@@ -76,6 +76,26 @@ def test_segmenter_trains_and_predicts_masks(toy_dataset, tmp_path):
     assert [m.shape for m in seg.predict_masks([photo, photo[:20]])] == [(40, 50), (20, 50)]
 
 
+def test_segmenter_continues_from_a_segmenter_checkpoint_only(toy_dataset, tmp_path, debiased_run):
+    """--pretrained PATH for masks starts from that segmenter (e.g. trained at a lower resolution and
+    finished at a higher one); a classifier checkpoint or 'imagenet' is refused by name."""
+    from evbattery.training.train import build_segmenter_to_train, main
+
+    first = main(tiny_config(toy_dataset, tmp_path / "a", input_type="masks", limit_train=8))["checkpoint"]
+    cfg = tiny_config(toy_dataset, tmp_path / "b", input_type="masks", limit_train=8, image_size=48, pretrained=first)
+    model, _, meta = build_segmenter_to_train(cfg)
+    saved = load_checkpoint(first)["state_dict"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items()) and meta["pretrained"] == first
+    assert model.training
+    result = main(cfg)
+    assert load_checkpoint(result["checkpoint"])["meta"]["pretrained"] == first
+    with pytest.raises(CheckpointError, match="not a segmenter checkpoint"):
+        build_segmenter_to_train(tiny_config(toy_dataset, tmp_path, input_type="masks",
+                                             pretrained=debiased_run[1]["checkpoint"]))
+    with pytest.raises(ValueError, match="imagenet applies to the classifiers"):
+        build_segmenter_to_train(tiny_config(toy_dataset, tmp_path, input_type="masks", pretrained="imagenet"))
+
+
 def _copy(toy: Path, dst: Path) -> Path:
     shutil.copytree(toy, dst)
     return dst

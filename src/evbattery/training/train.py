@@ -145,10 +145,7 @@ def load_data(cfg: TrainConfig) -> tuple[CachedDataset, CachedDataset, DataLoade
 def build_model(cfg: TrainConfig, classes: list[str]) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
     """(model, criterion, meta base) for the task; --pretrained PATH is checked for arch and classes."""
     if cfg.input_type == "masks":
-        from evbattery.models.segmenter import ARCH, SegmentationLoss, build_segmenter
-
-        return build_segmenter(), SegmentationLoss(), {"arch": ARCH, "task": "segmentation", "input_type": "images",
-                                                        "classes": ["background", "cell"], "pretrained": "none"}
+        return build_segmenter_to_train(cfg)
     from evbattery.models.classifier import ARCH, build_classifier
 
     if cfg.pretrained not in ("auto", "imagenet", "none"):
@@ -164,6 +161,21 @@ def build_model(cfg: TrainConfig, classes: list[str]) -> tuple[nn.Module, nn.Mod
     model, desc = build_classifier(len(classes), cfg.pretrained)
     return model, nn.CrossEntropyLoss(), {"arch": ARCH, "task": "classification", "input_type": cfg.input_type,
                                           "classes": classes, "pretrained": desc}
+
+
+def build_segmenter_to_train(cfg: TrainConfig) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """The segmenter from scratch (auto | none), or from a segmenter checkpoint (PATH): e.g. one trained at a
+    lower resolution, finished at a higher one. There are no offline ImageNet weights for it."""
+    from evbattery.models.segmenter import ARCH, SegmentationLoss, build_segmenter, segmenter_from_checkpoint
+
+    meta = {"arch": ARCH, "task": "segmentation", "input_type": "images", "classes": ["background", "cell"]}
+    if cfg.pretrained in ("auto", "none"):
+        return build_segmenter(), SegmentationLoss(), {**meta, "pretrained": "none"}
+    if cfg.pretrained == "imagenet":
+        raise ValueError("--pretrained imagenet applies to the classifiers; the segmenter trains from scratch "
+                         "(auto | none) or starts from a segmenter checkpoint (PATH)")
+    model = segmenter_from_checkpoint(load_checkpoint(cfg.pretrained), cfg.pretrained).train()
+    return model, SegmentationLoss(), {**meta, "pretrained": cfg.pretrained}
 
 
 def check_compatible(meta: dict[str, Any], arch: str, classes: list[str], source: str) -> None:
