@@ -1,11 +1,14 @@
-# Accuracy profile for the README numbers: 224 px (the seed's input size). Train it on many distinct
-# photos, not few photos for many epochs: measured here (scripts/data_scaling_probe.py), a from-scratch
-# ResNet-18 memorises 600 photos by their backgrounds (train 94 %, val 32 %) before it finds the cell,
-# while on 9,000 distinct photos train and val accuracy rise together. Usage:
-#   evbattery data synth --out data/accuracy --n-train 9000 --n-val 450 --n-test 900 --size 256 --bias 0
-#   evbattery train --config configs/accuracy_224.py --data data/accuracy --input-type images|cutouts|masks
+# Accuracy profile for the README numbers (issue 4): the 224-px finishing stage of progressive resizing.
+# On this 2-core CPU a 224-px image costs ~3x a 128-px one, so most epochs run at 128 px and the last few
+# at 224 px, starting from the 128-px checkpoint with a lower lr. Many distinct photos, not many epochs on
+# few (scripts/data_scaling_probe.py: on 600 photos a from-scratch ResNet-18 memorises their backgrounds).
+# Measured sequence (README, "Accuracy"):
+#   evbattery data synth --out data/accuracy --n-train 9000 --n-val 450 --n-test 900 --size 256 --bias 0 --seed 1
+#   evbattery train -t images --data data/accuracy --image-size 128 --epochs 6 --pretrained none --model-dir model/s1
+#   evbattery train -t images --data data/accuracy --image-size 128 --epochs 8 --pretrained model/s1/best_model_images.pth --model-dir model/s2
+#   evbattery train --config configs/accuracy_224.py -t images --data data/accuracy --pretrained model/s2/best_model_images.pth
+# The cutout model and the segmenter follow the same pattern (128 px first, then this stage; lr 5e-4 for them).
 image_size = 224
-epochs = 12
+epochs = 2
 batch_size = 32
-lr = 1e-3
-pretrained = "auto"
+lr = 3e-4

@@ -203,6 +203,7 @@ def test_pretrained_path_with_same_classes_starts_from_its_weights_head_included
     imagenet_like = {**{k: v for k, v in sd.items() if not k.startswith("fc.")},
                      "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}
     torch.save(imagenet_like, tmp_path / "imagenet_like.pth")
-    model, _ = build_classifier(3, str(tmp_path / "imagenet_like.pth"))
+    with pytest.warns(UserWarning, match="bare state_dict"):
+        model, _ = build_classifier(3, str(tmp_path / "imagenet_like.pth"))
     assert torch.equal(model.state_dict()["layer4.1.conv2.weight"], sd["layer4.1.conv2.weight"])
     assert model.fc.weight.shape == (3, 512) and not torch.equal(model.fc.weight, sd["fc.weight"])
