@@ -1,9 +1,10 @@
 """Which IoU can a segmenter reach at a given input size? The output-stride ceiling, for issue 4's question.
 
 LR-ASPP predicts on a grid of 1/8 (low-level branch) and 1/16 (high-level branch) of its input and
-upsamples the logits bilinearly. A prediction that is exact on that grid is at best the true mask
-area-averaged to the grid and upsampled back; this measures that best case against the validation
-masks at the training size (nearest-resized, as training scores IoU), for strides 4, 8 and 16:
+upsamples the logits bilinearly. This estimates the ceiling that sets: the true mask area-averaged to
+the grid, upsampled bilinearly and thresholded at 0.5 (an estimate, not a proof: a network could place
+sharper values on the grid), against the validation masks at the training size (nearest-resized, as
+training scores IoU), for strides 4, 8 and 16:
 
     python scripts/segmenter_iou_ceiling.py data/processed --sizes 128,224,256
 

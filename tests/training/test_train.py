@@ -207,3 +207,29 @@ def test_pretrained_path_with_same_classes_starts_from_its_weights_head_included
         model, _ = build_classifier(3, str(tmp_path / "imagenet_like.pth"))
     assert torch.equal(model.state_dict()["layer4.1.conv2.weight"], sd["layer4.1.conv2.weight"])
     assert model.fc.weight.shape == (3, 512) and not torch.equal(model.fc.weight, sd["fc.weight"])
+
+
+def test_segmenter_iou_ceiling_script(toy_dataset, tmp_path):
+    """scripts/segmenter_iou_ceiling.py: grid-aligned masks come back nearly whole at every stride; real masks
+    lose IoU as the output grid gets coarser."""
+    import importlib.util
+
+    from PIL import Image
+
+    from evbattery.data.layout import DatasetLayout
+
+    spec = importlib.util.spec_from_file_location("ceiling", Path(__file__).parents[2] / "scripts" /
+                                                  "segmenter_iou_ceiling.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    real = mod.ceilings(DatasetLayout(toy_dataset), "val", 64)
+    assert 0 < real[16] < real[8] <= real[4] <= 1.0, real
+
+    aligned = _copy(toy_dataset, tmp_path / "aligned")
+    for f in (aligned / "val" / "masks").rglob("*.png"):
+        m = np.zeros((64, 64), np.uint8)
+        m[16:48, 32:64] = 255  # on the 16-px grid
+        Image.fromarray(m).save(f)
+    block = mod.ceilings(DatasetLayout(aligned), "val", 64)
+    # edges on the grid come back exactly; only the bilinear upsampling rounds the four corners
+    assert block[4] > 0.99 and block[16] > 0.95 and all(block[k] > real[k] for k in real), (block, real)
