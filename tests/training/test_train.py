@@ -60,15 +60,16 @@ def test_loss_decreases_on_a_tiny_batch(toy_dataset):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_segmenter_trains_and_predicts_masks(toy_dataset, tmp_path):
+@pytest.mark.parametrize("arch", ["unet_resnet18", "lraspp_mobilenet_v3_large"])
+def test_segmenter_trains_and_predicts_masks(toy_dataset, tmp_path, arch):
     from evbattery.models.segmenter import Segmenter
     from evbattery.training.train import main
 
-    result = main(tiny_config(toy_dataset, tmp_path, input_type="masks", limit_train=16))
+    result = main(tiny_config(toy_dataset, tmp_path, input_type="masks", limit_train=16, segmenter_arch=arch))
     path = tmp_path / "model" / "segmenter.pth"
     assert result["checkpoint"] == str(path)
     seg = Segmenter.from_checkpoint(path)
-    assert seg.meta["task"] == "segmentation" and seg.meta["arch"] == "lraspp_mobilenet_v3_large"
+    assert seg.meta["task"] == "segmentation" and seg.meta["arch"] == arch
     assert 0.0 <= seg.meta["metrics"]["iou"] <= 1.0 and seg.meta["image_size"] == SIZE
     photo = np.full((40, 50, 3), 128, np.uint8)
     mask = seg.predict_mask(photo)
@@ -76,9 +77,10 @@ def test_segmenter_trains_and_predicts_masks(toy_dataset, tmp_path):
     assert [m.shape for m in seg.predict_masks([photo, photo[:20]])] == [(40, 50), (20, 50)]
 
 
-def test_segmenter_continues_from_a_segmenter_checkpoint_only(toy_dataset, tmp_path, debiased_run):
+def test_segmenter_starts_from_a_segmenter_or_a_classifier_checkpoint(toy_dataset, tmp_path, debiased_run):
     """--pretrained PATH for masks starts from that segmenter (e.g. trained at a lower resolution and
-    finished at a higher one); a classifier checkpoint or 'imagenet' is refused by name."""
+    finished at a higher one), or puts a ResNet-18 classifier's backbone into the U-Net's encoder; a
+    segmenter of another arch, a classifier for LR-ASPP, or 'imagenet' is refused by name."""
     from evbattery.training.train import build_segmenter_to_train, main
 
     first = main(tiny_config(toy_dataset, tmp_path / "a", input_type="masks", limit_train=8))["checkpoint"]
@@ -89,11 +91,43 @@ def test_segmenter_continues_from_a_segmenter_checkpoint_only(toy_dataset, tmp_p
     assert model.training
     result = main(cfg)
     assert load_checkpoint(result["checkpoint"])["meta"]["pretrained"] == first
-    with pytest.raises(CheckpointError, match="not a segmenter checkpoint"):
-        build_segmenter_to_train(tiny_config(toy_dataset, tmp_path, input_type="masks",
-                                             pretrained=debiased_run[1]["checkpoint"]))
+
+    classifier = debiased_run[1]["checkpoint"]
+    model, _, meta = build_segmenter_to_train(tiny_config(toy_dataset, tmp_path, input_type="masks",
+                                                          pretrained=classifier))
+    backbone = load_checkpoint(classifier)["state_dict"]
+    got = model.state_dict()
+    assert meta["pretrained"] == f"encoder from {classifier}" and meta["arch"] == "unet_resnet18"
+    assert torch.equal(got["layer4.1.conv2.weight"], backbone["layer4.1.conv2.weight"])
+    assert torch.equal(got["bn1.running_mean"], backbone["bn1.running_mean"])
+    assert not any(k.startswith("fc.") for k in got)
+
+    with pytest.raises(CheckpointError, match="can start only a unet_resnet18"):
+        build_segmenter_to_train(tiny_config(toy_dataset, tmp_path, input_type="masks", pretrained=classifier,
+                                             segmenter_arch="lraspp_mobilenet_v3_large"))
+    with pytest.raises(CheckpointError, match="a unet_resnet18 segmenter, but --segmenter-arch is lraspp"):
+        build_segmenter_to_train(tiny_config(toy_dataset, tmp_path, input_type="masks", pretrained=first,
+                                             segmenter_arch="lraspp_mobilenet_v3_large"))
     with pytest.raises(ValueError, match="imagenet applies to the classifiers"):
         build_segmenter_to_train(tiny_config(toy_dataset, tmp_path, input_type="masks", pretrained="imagenet"))
+    with pytest.raises(ValueError, match="segmenter_arch 'fcn'"):
+        tiny_config(toy_dataset, tmp_path, input_type="masks", segmenter_arch="fcn")
+
+
+def test_unet_predicts_at_the_input_resolution_and_checks_the_encoder_it_is_given():
+    from evbattery.models.unet import UNetResNet18
+
+    model = UNetResNet18(2).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 50, 70))["out"].shape == (2, 2, 50, 70)  # odd sizes: no stride rounding
+    from torchvision.models import resnet18
+
+    sd = resnet18(num_classes=3).state_dict()
+    assert model.load_encoder(sd) == len([k for k in sd if not k.startswith("fc.")])
+    with pytest.raises(ValueError, match="encoder weights missing"):
+        model.load_encoder({k: v for k, v in sd.items() if not k.startswith("layer3.")})
+    with pytest.raises(ValueError, match="has shape"):
+        model.load_encoder({**sd, "conv1.weight": torch.zeros(64, 1, 7, 7)})
 
 
 def _copy(toy: Path, dst: Path) -> Path:
@@ -177,13 +211,15 @@ def test_config_file_overrides_defaults_and_explicit_flags_win(tmp_path):
         load_config_file(profile)  # the shipped profiles are valid
 
 
-def test_segmenter_eval_mode_finds_cells_after_a_short_schedule(toy_dataset, tmp_path):
+@pytest.mark.parametrize("arch", ["unet_resnet18", "lraspp_mobilenet_v3_large"])
+def test_segmenter_eval_mode_finds_cells_after_a_short_schedule(toy_dataset, tmp_path, arch):
     """Regression: with MobileNetV3's BatchNorm momentum 0.01 a short from-scratch schedule left the
     running statistics at their init and the eval-mode segmenter predicted background everywhere
-    (IoU 0.0 here, 0.0 in the demo); with momentum 0.1 it finds the toy cells."""
+    (IoU 0.0 here, 0.0 in the demo); with momentum 0.1 it finds the toy cells, and so does the U-Net."""
     from evbattery.training.train import main
 
-    result = main(tiny_config(toy_dataset, tmp_path, input_type="masks", epochs=6, image_size=64, batch_size=4))
+    result = main(tiny_config(toy_dataset, tmp_path, input_type="masks", epochs=6, image_size=64, batch_size=4,
+                              segmenter_arch=arch))
     assert result["val"]["iou"] > 0.1, result["val"]
 
 

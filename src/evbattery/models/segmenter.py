@@ -1,4 +1,5 @@
-"""Cell segmenter: LR-ASPP MobileNetV3-Large (torchvision), trained from scratch on images -> masks.
+"""Cell segmenter, trained on images -> masks: a U-Net on a ResNet-18 encoder (models/unet.py, the default)
+or torchvision's LR-ASPP MobileNetV3-Large (the first one; predicts on a 1/8-resolution grid).
 
 The API and the bias suite use it to make cutouts when no mask is given:
     seg = Segmenter.from_checkpoint("model/segmenter.pth"); mask = seg.predict_mask(photo)  # HxW 0/255
@@ -20,12 +21,19 @@ from torchvision.transforms.v2 import functional as F
 from evbattery.data.transforms import normalize, resize_uint8
 from evbattery.models.checkpoint import CheckpointError, load_checkpoint
 
-ARCH = "lraspp_mobilenet_v3_large"
+ARCHS = ("unet_resnet18", "lraspp_mobilenet_v3_large")
+ARCH = ARCHS[0]  # the default for new segmenters; checkpoints name theirs in meta["arch"]
 NUM_CLASSES = 2  # background, cell
 
 
-def build_segmenter() -> nn.Module:
-    """LR-ASPP MobileNetV3-Large with 2 output classes, random init (no downloads)."""
+def build_segmenter(arch: str = ARCH) -> nn.Module:
+    """A segmenter with 2 output classes, random init (no downloads). Its forward returns {"out": logits}."""
+    if arch == "unet_resnet18":
+        from evbattery.models.unet import UNetResNet18
+
+        return UNetResNet18(NUM_CLASSES)
+    if arch != "lraspp_mobilenet_v3_large":
+        raise ValueError(f"segmenter arch {arch!r}; expected one of {', '.join(ARCHS)}")
     from torchvision.models.segmentation import lraspp_mobilenet_v3_large
 
     model = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=NUM_CLASSES)
@@ -53,14 +61,15 @@ class SegmentationLoss(nn.Module):
 def segmenter_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
     """Rebuild the segmenter from a loaded checkpoint dict, checking task and architecture."""
     meta = ckpt["meta"]
-    if meta.get("arch") != ARCH or meta.get("task") != "segmentation":
-        raise CheckpointError(f"{source}: not a segmenter checkpoint (arch {meta.get('arch')!r}, "
-                              f"task {meta.get('task')!r}; expected {ARCH!r}, 'segmentation')")
-    model = build_segmenter()
+    arch = meta.get("arch")
+    if arch not in ARCHS or meta.get("task") != "segmentation":
+        raise CheckpointError(f"{source}: not a segmenter checkpoint (arch {arch!r}, task {meta.get('task')!r}; "
+                              f"expected one of {', '.join(ARCHS)} and 'segmentation')")
+    model = build_segmenter(arch)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
-        raise CheckpointError(f"{source}: weights do not fit {ARCH}: {str(e).splitlines()[0]}") from e
+        raise CheckpointError(f"{source}: weights do not fit {arch}: {str(e).splitlines()[0]}") from e
     return model.eval()
 
 

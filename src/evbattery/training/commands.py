@@ -40,6 +40,7 @@ def train_cmd(
     name: str = typer.Option("", help="Model name (default: input type, or images_debiased with bg-swap)."),
     limit_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
     scheduler: str = typer.Option("cosine", help="cosine | step."),
+    segmenter_arch: str = typer.Option("unet_resnet18", help="With -t masks: unet_resnet18 (full-resolution output) | lraspp_mobilenet_v3_large."),
     progress: bool = typer.Option(True, help="Progress bars and the summary table."),
 ) -> None:
     """Train a classifier (images / cutouts / debiased images) or the segmenter (masks)."""
@@ -56,7 +57,7 @@ def train_cmd(
               "precise_bn": precise_bn,
               "name": name or None,
               "limit_train": limit_train or None, "scheduler": scheduler,
-              "progress": progress}
+              "segmenter_arch": segmenter_arch, "progress": progress}
     params = {"data_dir": "data"}
     try:
         if config is not None:

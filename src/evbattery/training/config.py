@@ -15,9 +15,10 @@ DEFAULT_WORKERS = 0 if (os.cpu_count() or 1) <= 2 else min(4, (os.cpu_count() or
 INPUT_TYPES = ("images", "cutouts", "masks")  # masks = train the segmenter
 DEBIAS_METHODS = (None, "bg-swap")
 TRACKERS = ("wandb", "none")
+SEGMENTER_ARCHS = ("unet_resnet18", "lraspp_mobilenet_v3_large")  # = evbattery.models.segmenter.ARCHS
 # Fields that must match for --resume to continue a run (the rest, e.g. workers or tracker, may change).
 RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size", "seed", "pretrained", "zoom_prob",
-                     "debias", "swap_prob", "name", "limit_train", "epochs", "scheduler")
+                     "debias", "swap_prob", "name", "limit_train", "epochs", "scheduler", "segmenter_arch")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class TrainConfig:
     limit_train: int | None = None  # cap on training samples (quick profiles, tests)
     wandb_project: str = "evbattery"
     scheduler: str = "cosine"       # cosine | step  (lr schedule over the epochs)
+    segmenter_arch: str = "unet_resnet18"  # masks only: unet_resnet18 | lraspp_mobilenet_v3_large
     progress: bool = True           # progress bars
 
     def __post_init__(self) -> None:
@@ -60,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"tracker {self.tracker!r}; expected one of {', '.join(TRACKERS)}")
         if self.scheduler not in ("cosine", "step"):
             raise ValueError(f"scheduler {self.scheduler!r}; expected cosine or step")
+        if self.segmenter_arch not in SEGMENTER_ARCHS:
+            raise ValueError(f"segmenter_arch {self.segmenter_arch!r}; expected one of {', '.join(SEGMENTER_ARCHS)}")
         if not 0.0 <= self.swap_prob <= 1.0:
             raise ValueError(f"swap_prob {self.swap_prob} must be within [0, 1]")
         if not 0.0 <= self.zoom_prob <= 1.0:

@@ -164,17 +164,34 @@ def build_model(cfg: TrainConfig, classes: list[str]) -> tuple[nn.Module, nn.Mod
 
 
 def build_segmenter_to_train(cfg: TrainConfig) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
-    """The segmenter from scratch (auto | none), or from a segmenter checkpoint (PATH): e.g. one trained at a
-    lower resolution, finished at a higher one. There are no offline ImageNet weights for it."""
-    from evbattery.models.segmenter import ARCH, SegmentationLoss, build_segmenter, segmenter_from_checkpoint
+    """The segmenter (cfg.segmenter_arch) from scratch (auto | none); from a segmenter checkpoint (PATH) of that
+    arch, e.g. one trained at a lower resolution and finished at a higher one; or, for unet_resnet18, with its
+    encoder from a ResNet-18 classifier checkpoint (PATH) trained on the same photos. There are no offline
+    ImageNet weights for it."""
+    from evbattery.models.segmenter import SegmentationLoss, build_segmenter, segmenter_from_checkpoint
 
-    meta = {"arch": ARCH, "task": "segmentation", "input_type": "images", "classes": ["background", "cell"]}
+    arch = cfg.segmenter_arch
+    meta = {"arch": arch, "task": "segmentation", "input_type": "images", "classes": ["background", "cell"]}
     if cfg.pretrained in ("auto", "none"):
-        return build_segmenter(), SegmentationLoss(), {**meta, "pretrained": "none"}
+        return build_segmenter(arch), SegmentationLoss(), {**meta, "pretrained": "none"}
     if cfg.pretrained == "imagenet":
         raise ValueError("--pretrained imagenet applies to the classifiers; the segmenter trains from scratch "
-                         "(auto | none) or starts from a segmenter checkpoint (PATH)")
-    model = segmenter_from_checkpoint(load_checkpoint(cfg.pretrained), cfg.pretrained).train()
+                         "(auto | none) or starts from a segmenter or ResNet-18 classifier checkpoint (PATH)")
+    ckpt = load_checkpoint(cfg.pretrained)
+    if ckpt["meta"].get("task") == "classification":
+        if arch != "unet_resnet18" or ckpt["meta"].get("arch") != "resnet18":
+            raise CheckpointError(f"{cfg.pretrained}: a {ckpt['meta'].get('arch')!r} classifier can start only a "
+                                  "unet_resnet18 segmenter's encoder (--segmenter-arch unet_resnet18)")
+        model = build_segmenter(arch)
+        try:
+            model.load_encoder(ckpt["state_dict"])
+        except ValueError as e:
+            raise CheckpointError(f"{cfg.pretrained}: {e}") from e
+        return model, SegmentationLoss(), {**meta, "pretrained": f"encoder from {cfg.pretrained}"}
+    if ckpt["meta"].get("task") == "segmentation" and ckpt["meta"].get("arch") != arch:
+        raise CheckpointError(f"{cfg.pretrained}: a {ckpt['meta'].get('arch')} segmenter, but --segmenter-arch is "
+                              f"{arch}")
+    model = segmenter_from_checkpoint(ckpt, cfg.pretrained).train()
     return model, SegmentationLoss(), {**meta, "pretrained": cfg.pretrained}
 
 
