@@ -75,7 +75,7 @@ def train_cmd(
 @app.command("evaluate")
 def evaluate_cmd(
     input_type: str = typer.Option(os.environ.get("INPUT_TYPE", "images"), "--input-type", "-t", "--model",
-                                   help="Model name: images | cutouts | images_debiased | ... (default $INPUT_TYPE)."),
+                                   help="Model name: images | cutouts | images_debiased | ... | segmenter (default $INPUT_TYPE)."),
     split: str = typer.Option("test", help="Split to evaluate."), data: Path = DataDir, model_dir: Path = ModelDir,
     cross: bool = typer.Option(False, help="Every model in --model-dir on both the images and the cutouts."),
     tracker: str = typer.Option("wandb", help="wandb | none."),
@@ -101,6 +101,9 @@ def evaluate_cmd(
             _track(tracker, f"eval-cross-{split}", {"split": split, "models": res["models"]},
                    {f"eval/{m}/{k}/accuracy": a for m, row in res["accuracy"].items() for k, a in row.items()})
             return
+        if input_type in ("segmenter", "masks"):
+            _evaluate_segmenter(model_dir, layout, split, tracker)
+            return
         predictor = Predictor.from_checkpoint(model_path(model_dir, input_type))
         r = evaluate_model(predictor, layout, split)
     except (DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
@@ -119,6 +122,27 @@ def evaluate_cmd(
         y_pred = [j for i, row in enumerate(cm) for j, n in enumerate(row) for _ in range(n)]
         t.log_classification("eval", y_true, y_pred, r["classes"], r["per_class"])
         t.finish()
+
+
+def _evaluate_segmenter(model_dir: Path, layout, split: str, tracker: str) -> None:
+    """`evaluate --model segmenter`: IoU against the true masks at each photo's resolution."""
+    from evbattery.evaluation.segmentation import evaluate_segmenter
+    from evbattery.models.registry import segmenter_path
+    from evbattery.models.segmenter import Segmenter
+    from evbattery.reports import write_json_report
+
+    path = segmenter_path(model_dir)
+    if not path.is_file():
+        raise FileNotFoundError(f"no segmenter at {path}; train one with `evbattery train --input-type masks`")
+    r = evaluate_segmenter(Segmenter.from_checkpoint(path), layout, split)
+    out = write_json_report(f"eval_segmenter_{split}", r)
+    pi = r["per_image"]
+    table(f"segmenter ({r['arch']}, {r['image_size']} px) on {split} ({r['n']} photos) -> {out}", ["metric", "value"],
+          [["IoU (pooled)", r["iou"]], ["pixel accuracy", r["pixel_accuracy"]], ["per-image IoU mean", pi["mean"]],
+           ["per-image IoU median", pi["p50"]], ["per-image IoU 10th pct", pi["p10"]],
+           ["photos with IoU < 0.5", pi["share_below_0.5"]]])
+    _track(tracker, f"eval-segmenter-{split}", {"model": "segmenter", "split": split, "checkpoint": r["checkpoint"]},
+           {"eval/iou": r["iou"], "eval/pixel_accuracy": r["pixel_accuracy"], "eval/per_image_iou_mean": pi["mean"]})
 
 
 def _track(backend: str, run_name: str, config: dict, metrics: dict, finish: bool = True):
