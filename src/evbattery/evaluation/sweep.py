@@ -36,6 +36,7 @@ MODEL_RECIPES: dict[str, dict[str, Any]] = {
 # ~3x a training step; generation ~0.04 s per 96-px image per core.
 TRAIN_IMG_S_AT_128 = {"bf16": 75.0, "fp32": 30.0}
 INFER_SPEEDUP = 3.0
+SEGMENTER_SPEED = 0.4  # U-Net segmenter vs classifier training rate (measured 31 vs ~75-80 img/s at 128 px, bf16)
 GEN_S_PER_IMG_96 = 0.04
 STARTUP_S = 10.0  # per training run or suite: process-level setup, model building, data decoding
 
@@ -107,7 +108,7 @@ def estimate_seconds(p: SweepProfile, n_levels: int, train_segmenter: bool = Tru
     n_evals = len(p.models) + ("cutouts" in p.models)  # cutouts scored with true and predicted masks
     suite = (7 * n_te * (n_evals + 1)) / infer_rate + min(p.cam_limit, n_te) * n_evals / train_rate
     gen = (n_tr + n_va + n_te) * GEN_S_PER_IMG_96 * (p.image_size / 96) ** 2 / 2
-    seg = p.seg_epochs * n_tr / train_rate if train_segmenter else 0.0
+    seg = p.seg_epochs * n_tr / (train_rate * SEGMENTER_SPEED) if train_segmenter else 0.0
     fixed = STARTUP_S * (len(p.models) + 1)
     return n_levels * (sum(p.epochs_for(m) for m in p.models) * per_epoch + suite + gen + fixed) + seg
 

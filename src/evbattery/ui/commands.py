@@ -84,7 +84,10 @@ def demo_steps(data: Path, model_dir: Path, reports: Path, p: dict = QUICK) -> l
         _cli("evaluate", "--cross", "--tracker", "none")
 
     def train_s(kind: str) -> float:
-        return p["n_train"] * p["epochs"][kind] / p["img_per_s"] + 10
+        from evbattery.evaluation.sweep import SEGMENTER_SPEED
+
+        speed = p["img_per_s"] * (SEGMENTER_SPEED if kind == "masks" else 1.0)
+        return p["n_train"] * p["epochs"][kind] / speed + 10
 
     files = {"images": model_dir / checkpoint_name("images"), "cutouts": model_dir / checkpoint_name("cutouts"),
              "masks": model_dir / "segmenter.pth"}
