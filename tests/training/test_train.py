@@ -115,8 +115,11 @@ def test_segmenter_starts_from_a_segmenter_or_a_classifier_checkpoint(toy_datase
 
 
 def test_unet_predicts_at_the_input_resolution_and_checks_the_encoder_it_is_given():
+    from evbattery.models.segmenter import ARCHS
     from evbattery.models.unet import UNetResNet18
+    from evbattery.training.config import SEGMENTER_ARCHS
 
+    assert SEGMENTER_ARCHS == ARCHS  # the config (kept free of torch imports) lists the same archs
     model = UNetResNet18(2).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, 50, 70))["out"].shape == (2, 2, 50, 70)  # odd sizes: no stride rounding
