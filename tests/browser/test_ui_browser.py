@@ -60,8 +60,8 @@ def test_upload_shows_both_predictions_and_banner(stack: dict, page, tmp_path: P
     _upload(page, stack["ui"], stack["data"])
     banner = page.get_by_text(re.compile(r"The models (agree|disagree)"))
     banner.wait_for()
-    page.get_by_text("Grad-CAM: red = where the model looked").first.wait_for()
-    page.get_by_text("Grad-CAM: red = where the model looked").nth(1).wait_for()
+    for col in range(3):  # one column per model; Streamlit renders them one after the other
+        page.get_by_text("Grad-CAM: red = where the model looked").nth(col).wait_for()
     body = page.inner_text("body")
     assert "Full image" in body and "Cutout (background removed)" in body
     assert "Cutout used (mask from the mask you uploaded)" in body
