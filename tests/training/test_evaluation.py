@@ -74,7 +74,7 @@ def test_evaluate_cli_writes_reports_and_cross_table(toy_dataset, debiased_run, 
 
 
 def test_mask_iou_counts_pixels():
-    from evbattery.evaluation.segmentation import mask_iou
+    from evbattery.evaluation.metrics import mask_iou
 
     a = np.zeros((4, 5), bool)
     b = np.zeros((4, 5), bool)
@@ -98,16 +98,17 @@ def test_evaluate_segmenter_cli_reports_iou_at_photo_resolution(toy_dataset, tmp
     from evbattery.data.layout import DatasetError, DatasetLayout
     from evbattery.evaluation.segmentation import evaluate_segmenter
     from evbattery.imageio import load_mask, load_rgb
-    from evbattery.models.checkpoint import save_checkpoint
-    from evbattery.models.segmenter import ARCH, Segmenter, build_segmenter
+    from evbattery.models.segmenter import ARCH, Segmenter
 
     monkeypatch.setenv("EVBATTERY_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("EVBATTERY_RUNS_DIR", str(tmp_path / "runs"))
+    from conftest import tiny_config
+
+    from evbattery.training.train import main
+
     torch.manual_seed(0)
     model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    save_checkpoint(model_dir / "segmenter.pth", build_segmenter().state_dict(),
-                    {"name": "segmenter", "arch": ARCH, "task": "segmentation", "image_size": 32})
+    main(tiny_config(toy_dataset, tmp_path, input_type="masks", epochs=4, batch_size=4))  # a real, briefly trained one
     args = ["--data", str(toy_dataset), "--model-dir", str(model_dir), "--tracker", "none"]
     res = CliRunner().invoke(app, ["evaluate", "--model", "segmenter", *args])
     assert res.exit_code == 0, res.output
@@ -123,6 +124,7 @@ def test_evaluate_segmenter_cli_reports_iou_at_photo_resolution(toy_dataset, tmp
         inter, union = inter + int((pred & true).sum()), union + int((pred | true).sum())
     assert rep["n"] == len(samples) == 18 and rep["arch"] == ARCH and rep["image_size"] == 32
     assert rep["iou"] == pytest.approx(inter / union)
+    assert 0.0 < rep["iou"] < 1.0 and 0 < inter < union  # some cell pixels found, some missed
     assert 0.0 <= rep["per_image"]["p10"] <= rep["per_image"]["p50"] <= 1.0
     assert [w["iou"] for w in rep["worst"]] == sorted(w["iou"] for w in rep["worst"])
 

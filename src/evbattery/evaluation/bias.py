@@ -29,6 +29,7 @@ from evbattery.evaluation.bias_metrics import (
     share_histogram,
     worst_group,
 )
+from evbattery.evaluation.metrics import mask_iou
 from evbattery.explain.gradcam import energy_inside, gradcam_maps, overlay
 from evbattery.imageio import load_mask, load_rgb
 from evbattery.inference.predictor import Predictor
@@ -303,6 +304,5 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
 
 def _iou(pred: np.ndarray, true: np.ndarray) -> float:
     """IoU of two 0/255 masks (NaN when both are empty)."""
-    a, b = pred >= 128, true >= 128
-    union = (a | b).sum()
-    return float((a & b).sum() / union) if union else float("nan")
+    inter, union = mask_iou(pred >= 128, true >= 128)
+    return inter / union if union else float("nan")

@@ -1,4 +1,4 @@
-"""Classification metrics (scikit-learn) and the confusion-matrix figure."""
+"""Classification metrics (scikit-learn), mask IoU and the confusion-matrix figure."""
 
 from __future__ import annotations
 
@@ -55,6 +55,13 @@ def classification_metrics(y_true: list[int], y_pred: list[int], probs: np.ndarr
         "ece": expected_calibration_error(probs, y_true),
         "classes": list(classes),
     }
+
+
+def mask_iou(pred: np.ndarray, true: np.ndarray) -> tuple[int, int]:
+    """(intersection, union) pixel counts of two boolean masks of the same shape."""
+    if pred.shape != true.shape:
+        raise ValueError(f"mask shapes differ: predicted {pred.shape}, true {true.shape}")
+    return int((pred & true).sum()), int((pred | true).sum())
 
 
 def write_confusion_png(confusion: list[list[int]], classes: list[str], path: Path, title: str = "") -> Path:

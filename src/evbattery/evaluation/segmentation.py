@@ -13,18 +13,12 @@ from typing import Any
 import numpy as np
 
 from evbattery.data.layout import DatasetError, DatasetLayout
+from evbattery.evaluation.metrics import mask_iou
 from evbattery.imageio import load_mask, load_rgb
 from evbattery.models.segmenter import Segmenter
 
 CHUNK = 32  # photos decoded at a time
 WORST = 20  # lowest-IoU photos listed by name
-
-
-def mask_iou(pred: np.ndarray, true: np.ndarray) -> tuple[int, int]:
-    """(intersection, union) pixel counts of two boolean masks of the same shape."""
-    if pred.shape != true.shape:
-        raise ValueError(f"mask shapes differ: predicted {pred.shape}, true {true.shape}")
-    return int((pred & true).sum()), int((pred | true).sum())
 
 
 def evaluate_segmenter(seg: Segmenter, layout: DatasetLayout, split: str = "test") -> dict[str, Any]:
