@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from evbattery.evaluation.bias import bg_gap, group_accuracy, worst_group
-from evbattery.evaluation.bias_metrics import accuracy, home_vs_other, pairwise_agreement, share_histogram
+from evbattery.evaluation.bias_metrics import (
+    accuracy,
+    home_vs_other,
+    pairwise_agreement,
+    share_histogram,
+    worst_group_noise,
+)
 from evbattery.explain.gradcam import energy_inside
 
 
@@ -41,6 +47,36 @@ def test_worst_group_ties_and_min_n() -> None:
     assert worst_group(per, min_n=2)["group"] == "a"
     assert worst_group(per)["group"] == "tiny"
     assert worst_group({}, min_n=1) is None
+
+
+def test_worst_group_noise_matches_simulation_of_equal_groups() -> None:
+    # 26 groups at 33/34 and one at 31/34: the law of the minimum of 27 Binomial(34, p) draws, computed
+    # exactly, must agree with a large simulation of that null.
+    per = {f"g{i:02d}": {"accuracy": 33 / 34, "n": 34} for i in range(26)} | {"hard": {"accuracy": 31 / 34, "n": 34}}
+    w = worst_group_noise(per)
+    p = (26 * 33 + 31) / (27 * 34)
+    assert w["pooled"] == pytest.approx(p)
+    assert w["worst_group"] == "hard" and w["observed_deficit"] == pytest.approx(p - 31 / 34)
+    mins = np.random.default_rng(0).binomial(34, p, size=(200_000, 27)).min(axis=1) / 34
+    assert w["expected_deficit"] == pytest.approx(p - mins.mean(), abs=1e-3)
+    assert w["null_deficit_p95"] == pytest.approx(p - np.quantile(mins, 0.05), abs=1 / 34 + 1e-9)
+    # A 97 % model with 34 photos per group is expected ~7 points under its mean in its worst group by chance,
+    # so a 5-point worst-group criterion cannot be read at this group size; this one is within chance.
+    assert 0.06 < w["expected_deficit"] < 0.08 and w["excess_deficit"] < 0
+    assert w["homogeneity_p"] > 0.5
+    lo, hi = w["worst_ci"]
+    assert lo < 31 / 34 < hi
+
+
+def test_worst_group_noise_flags_a_real_weak_group() -> None:
+    per = {f"g{i}": {"accuracy": 0.95, "n": 200} for i in range(8)} | {"weak": {"accuracy": 0.6, "n": 200}}
+    w = worst_group_noise(per)
+    assert w["worst_group"] == "weak" and w["excess_deficit"] > 0.2
+    assert w["homogeneity_p"] < 1e-6 and w["worst_ci"][1] < 0.7
+    # Unequal group sizes are handled, and a perfect model has no deficit and nothing to test.
+    perfect = worst_group_noise({"a": {"accuracy": 1.0, "n": 10}, "b": {"accuracy": 1.0, "n": 3}})
+    assert perfect["observed_deficit"] == 0 and perfect["expected_deficit"] == 0 and perfect["homogeneity_p"] == 1.0
+    assert worst_group_noise({"only": {"accuracy": 0.5, "n": 4}}) is None
 
 
 def test_pairwise_agreement_says_who_is_wrong() -> None:

@@ -80,6 +80,11 @@ def test_suite_scores_every_model_on_every_variant(result) -> None:
         assert set(e["groups"]) == {f"{c}/{f}" for c in CLASSES for f in ("dark", "light")}
         assert sum(g["n"] for g in e["groups"].values()) == 18
         assert e["worst_group"]["accuracy"] == min(g["accuracy"] for g in e["groups"].values())
+        noise = e["worst_group_noise"]
+        correct = sum(round(g["accuracy"] * g["n"]) for g in e["groups"].values())
+        assert noise["pooled"] == pytest.approx(correct / 18)
+        assert noise["observed_deficit"] == pytest.approx(noise["pooled"] - e["worst_group"]["accuracy"])
+        assert noise["n_groups"] == 6 and 0.0 <= noise["expected_deficit"] <= noise["null_deficit_p95"] + 1e-12
         assert e["gradcam_inside"]["n"] == 8 and 0.0 <= e["gradcam_inside"]["mean"] <= 1.0
 
 
@@ -112,6 +117,9 @@ def test_report_files(result, tmp_path: Path) -> None:
     assert report["evaluations"]["images"]["accuracy"] == result.summary["evaluations"]["images"]["accuracy"]
     md = (tmp_path / "report.md").read_text()
     assert "| model | Original | Only-FG" in md and "cutouts[true]" in md and "Worst" not in md.split("\n")[0]
+    noise_rows = md.split("## Worst group against sampling noise")[1].split("\n## ")[0]
+    for label, e in result.summary["evaluations"].items():
+        assert f"| {label} | {e['worst_group_noise']['pooled'] * 100:.1f} |" in noise_rows
     for name in ("accuracy_by_variant.png", "examples_gradcam.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert paths["markdown"] == tmp_path / "report.md"

@@ -28,6 +28,7 @@ from evbattery.evaluation.bias_metrics import (
     pairwise_agreement,
     share_histogram,
     worst_group,
+    worst_group_noise,
 )
 from evbattery.evaluation.metrics import mask_iou
 from evbattery.explain.gradcam import energy_inside, gradcam_maps, overlay
@@ -288,6 +289,7 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
             per = group_accuracy(data.labels, ev.preds["original"], groups)
             entry["groups"] = per
             entry["worst_group"] = worst_group(per)
+            entry["worst_group_noise"] = worst_group_noise(per)
             entry["mean_group_accuracy"] = float(np.mean([g["accuracy"] for g in per.values()]))
             if data.home_families:
                 entry["home_vs_other"] = home_vs_other(per, data.home_families)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from itertools import combinations
 
 import numpy as np
+from scipy import stats
 
 
 def accuracy(labels: Sequence[int], preds: Sequence[int]) -> float:
@@ -48,6 +49,44 @@ def worst_group(per_group: dict[str, dict], min_n: int = 1) -> dict | None:
         return None
     acc, name, n = min(cands)
     return {"group": name, "accuracy": float(acc), "n": int(n)}
+
+
+def worst_group_noise(per_group: dict[str, dict], level: float = 0.95) -> dict | None:
+    """How far below the pooled accuracy the worst group would fall by sampling alone.
+
+    Null hypothesis: every group has the same true accuracy, the pooled one (p). Each group's score is then
+    Binomial(n_i, p) / n_i, and the law of their minimum is exact: P(min >= t) = prod_i P(X_i >= ceil(t n_i)).
+    Returned (accuracies as shares):
+      pooled            the null's common accuracy (correct / total over all groups)
+      observed_deficit  pooled - worst group's accuracy
+      expected_deficit  E[pooled - min] under the null; null_deficit_p{95}: its `level` quantile
+      excess_deficit    observed - that quantile (> 0: the worst group is worse than sampling explains)
+      worst_ci          Wilson `level` interval of the worst group's accuracy
+      homogeneity_p     chi-square test that all groups share one accuracy (1.0 when no group errs or all do)
+    None for fewer than two groups.
+    """
+    groups = [(k, round(v["accuracy"] * v["n"]), int(v["n"])) for k, v in per_group.items() if v["n"] > 0]
+    if len(groups) < 2:
+        return None
+    ks = np.array([g[1] for g in groups])
+    ns = np.array([g[2] for g in groups])
+    p = float(ks.sum() / ns.sum())
+    support = np.unique(np.concatenate([np.arange(n + 1) / n for n in np.unique(ns)]))
+    # survival of the minimum at each support point t: prod_i P(X_i >= ceil(t * n_i))
+    need = np.ceil(support[:, None] * ns[None, :] - 1e-9)
+    surv = np.prod(stats.binom.sf(need - 1, ns[None, :], p), axis=1)
+    pmf = surv - np.append(surv[1:], 0.0)
+    cdf = np.cumsum(pmf)
+    q = float(support[min(int(np.searchsorted(cdf, 1 - level)), len(support) - 1)])
+    worst = min(groups, key=lambda g: (g[1] / g[2], g[0]))
+    ci = stats.binomtest(worst[1], worst[2]).proportion_ci(confidence_level=level, method="wilson")
+    table = np.stack([ks, ns - ks], axis=1)
+    homog = 1.0 if (table.sum(axis=0) == 0).any() else float(stats.chi2_contingency(table).pvalue)
+    observed = p - worst[1] / worst[2]
+    return {"pooled": p, "observed_deficit": float(observed), "expected_deficit": float(p - (pmf * support).sum()),
+            f"null_deficit_p{round(level * 100)}": p - q, "excess_deficit": float(observed - (p - q)),
+            "worst_group": worst[0], "worst_ci": [float(ci.low), float(ci.high)], "level": level,
+            "homogeneity_p": homog, "n_groups": len(groups), "min_n": int(ns.min())}
 
 
 def home_vs_other(per_group: dict[str, dict], home_families: dict[str, list[str]]) -> dict | None:

@@ -120,6 +120,19 @@ def render_markdown(summary: dict[str, Any]) -> str:
                "in train/val, and over the rest; a background shortcut scores high at home and low elsewhere.", "",
                "| model | home groups | other groups | gap |", "|---|---|---|---|"]
         md += [f"| {k} | {_pct(h['home'])} | {_pct(h['other'])} | {_pct(h['gap'])} |" for k, h in split.items()]
+    noise = {k: e["worst_group_noise"] for k, e in summary["evaluations"].items() if e.get("worst_group_noise")}
+    if noise:
+        md += ["", "## Worst group against sampling noise (Original)", "",
+               "How far under the pooled accuracy the worst group falls, against how far it would fall by chance "
+               "if every group had the pooled accuracy (exact binomial law of the minimum over the groups). "
+               "A deficit within the chance band is no evidence that any group is harder; the homogeneity test "
+               "is a chi-square test that all groups share one accuracy.", "",
+               "| model | pooled | worst group (95 % CI) | deficit | by chance: mean / 95th pct | homogeneity p |",
+               "|---|---|---|---|---|---|"]
+        md += [f"| {k} | {_pct(w['pooled'])} | {_pct(w['worst_ci'][0])}–{_pct(w['worst_ci'][1])} "
+               f"({w['worst_group']}, n ≥ {w['min_n']}) | {_pct(w['observed_deficit'])} | "
+               f"{_pct(w['expected_deficit'])} / {_pct(w['null_deficit_p95'])} | {w['homogeneity_p']:.3g} |"
+               for k, w in noise.items()]
     any_groups = [e for e in summary["evaluations"].values() if "groups" in e]
     if any_groups:
         groups = list(any_groups[0]["groups"])
@@ -185,6 +198,8 @@ def log_to_tracker(summary: dict[str, Any], paths: dict[str, Path], runs_dir: Pa
             metrics[f"bias/{label}/bg_gap"] = e["bg_gap"]
             if e.get("worst_group"):
                 metrics[f"bias/{label}/worst_group"] = e["worst_group"]["accuracy"]
+            if e.get("worst_group_noise"):
+                metrics[f"bias/{label}/worst_group_excess_deficit"] = e["worst_group_noise"]["excess_deficit"]
             if e.get("home_vs_other"):
                 metrics[f"bias/{label}/home_minus_other"] = e["home_vs_other"]["gap"]
             metrics[f"bias/{label}/gradcam_inside"] = e["gradcam_inside"]["mean"]
