@@ -20,6 +20,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
+from evbattery.config import CUTOUT_FILL, MASK_THRESHOLD
 from evbattery.data import variants
 from evbattery.data.layout import DatasetError, DatasetLayout, Sample
 from evbattery.data.transforms import resize_uint8
@@ -43,6 +44,23 @@ def augmentation(kind: str) -> v2.Transform:
         v2.RandomAffine(degrees=15, scale=(0.9, 1.1)),
         v2.ColorJitter(brightness=0.2, contrast=0.0 if kind == "cutouts" else 0.2, saturation=0.2, hue=0.02),
     ])
+
+
+def fade_background(img: torch.Tensor, mask: torch.Tensor, alpha: float) -> torch.Tensor:
+    """3xSxS uint8 photo -> the same with its background blended toward the cutout fill.
+
+    alpha 1 is the photo, alpha 0 its cutout (exactly `make_cutout`'s pixels); cell pixels never change.
+    """
+    if alpha >= 1.0:
+        return img
+    fill = torch.tensor(CUTOUT_FILL, dtype=torch.float32)[:, None, None]
+    faded = (alpha * img.float() + (1.0 - alpha) * fill).round().clamp(0, 255).to(torch.uint8)
+    return torch.where((mask >= MASK_THRESHOLD)[None], img, faded)
+
+
+def fade_alpha(epoch: int, fade_epochs: int) -> float:
+    """Background weight in epoch `epoch` (0-based) of a fade over `fade_epochs`: (e+1)/(N+1), then 1."""
+    return 1.0 if epoch >= fade_epochs else (epoch + 1) / (fade_epochs + 1)
 
 
 def resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
@@ -83,7 +101,7 @@ class CachedDataset(Dataset):
 
     def __init__(self, layout: DatasetLayout, split: str, kind: str, image_size: int, train: bool = False,
                  limit: int | None = None, swap_prob: float = 0.0, seed: int = 0, progress: bool = False,
-                 zoom_prob: float = 0.0) -> None:
+                 zoom_prob: float = 0.0, bg_fade: bool = False) -> None:
         self.layout, self.split, self.kind, self.size, self.train = layout, split, kind, image_size, train
         self.classes = list(layout.classes)
         samples = layout.require_split(split)
@@ -94,13 +112,21 @@ class CachedDataset(Dataset):
         self.samples: list[Sample] = samples
         self.swap_prob = swap_prob if train else 0.0
         self.zoom_prob = zoom_prob if train and kind != "masks" else 0.0
-        need_masks = kind == "masks" or self.swap_prob > 0 or self.zoom_prob > 0
+        self.bg_fade = bg_fade and train and kind == "images"
+        need_masks = kind == "masks" or self.swap_prob > 0 or self.zoom_prob > 0 or self.bg_fade
         self.images, self.masks = self._build_cache(need_masks, progress)
         self.boxes = cell_boxes(self.masks) if self.zoom_prob > 0 else None
         self.labels = torch.tensor([self.classes.index(s.cls) for s in samples], dtype=torch.long)
         self.by_class = [np.nonzero(self.labels.numpy() == c)[0] for c in range(len(self.classes))]
         self.transform = augmentation(kind) if train else None
         self.synth = _synth_backgrounds() if self.swap_prob > 0 else None
+        # Background weight of the fade (see fade_background); shared memory so DataLoader workers see updates.
+        self.bg_alpha = torch.ones(()).share_memory_()
+
+    def set_bg_alpha(self, alpha: float) -> None:
+        if not self.bg_fade and alpha < 1.0:
+            raise ValueError("this dataset was built without bg_fade")
+        self.bg_alpha.fill_(alpha)
 
     def _build_cache(self, need_masks: bool, progress: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decode every file once; every unreadable image or missing mask is named before training."""
@@ -159,6 +185,8 @@ class CachedDataset(Dataset):
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))  # torch seeds each worker
             if rng.random() < self.swap_prob:
                 img = torch.from_numpy(self.swapped(i, rng)[0]).permute(2, 0, 1).contiguous()
+        if self.bg_fade and float(self.bg_alpha) < 1.0:
+            img = fade_background(img, self.masks[i], float(self.bg_alpha))
         if self.boxes is not None and torch.rand(()) < self.zoom_prob:
             img = zoom_to_cell(img, self.boxes[i])
         if self.kind == "masks":

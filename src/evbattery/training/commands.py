@@ -36,6 +36,7 @@ def train_cmd(
     debias: str = typer.Option("none", help="none | bg-swap (background-randomised training)."),
     swap_prob: float = typer.Option(1.0, help="bg-swap probability per training sample (1: every photo on a random background; below 1 the home backgrounds still predict the class)."),
     zoom_prob: float = typer.Option(0.0, help="Probability of an object-preserving zoom crop per sample (off by default)."),
+    bg_fade_epochs: int = typer.Option(0, help="Images only: fade the background in from the cutout fill over the first N epochs (for a start from the cutout model; 0 = off)."),
     precise_bn: int = typer.Option(512, help="Recompute BatchNorm statistics on this many un-augmented training images after each epoch (0 = off)."),
     name: str = typer.Option("", help="Model name (default: input type, or images_debiased with bg-swap)."),
     limit_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
@@ -54,7 +55,7 @@ def train_cmd(
               "image_size": image_size, "workers": workers, "seed": seed, "pretrained": pretrained,
               "tracker": tracker, "fast": fast, "resume": resume,
               "debias": None if debias in ("none", "") else debias, "swap_prob": swap_prob, "zoom_prob": zoom_prob,
-              "precise_bn": precise_bn,
+              "bg_fade_epochs": bg_fade_epochs, "precise_bn": precise_bn,
               "name": name or None,
               "limit_train": limit_train or None, "scheduler": scheduler,
               "segmenter_arch": segmenter_arch, "progress": progress}

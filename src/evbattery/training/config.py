@@ -18,7 +18,7 @@ TRACKERS = ("wandb", "none")
 SEGMENTER_ARCHS = ("unet_resnet18", "lraspp_mobilenet_v3_large")  # = evbattery.models.segmenter.ARCHS
 # Fields that must match for --resume to continue a run (the rest, e.g. workers or tracker, may change).
 RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size", "seed", "pretrained", "zoom_prob",
-                     "debias", "swap_prob", "name", "limit_train", "epochs", "scheduler", "segmenter_arch")
+                     "debias", "swap_prob", "bg_fade_epochs", "name", "limit_train", "epochs", "scheduler", "segmenter_arch")
 
 
 @dataclass
@@ -42,6 +42,8 @@ class TrainConfig:
     debias: str | None = None       # None | bg-swap (background-randomised training, issue 8)
     swap_prob: float = 1.0          # probability of a background swap per training sample (1 = Mixed-Rand only)
     zoom_prob: float = 0.0          # probability of an object-preserving zoom crop (classifiers only)
+    bg_fade_epochs: int = 0         # images only: the background fades in from the cutout fill over this many
+                                    # epochs (alpha (e+1)/(N+1)); a start for a model begun from the cutout model
     precise_bn: int = 512           # recompute BN statistics on this many un-augmented train images per epoch
                                     # (0 = off)
     name: str | None = None         # model name; default input_type, or images_debiased with bg-swap
@@ -68,6 +70,10 @@ class TrainConfig:
             raise ValueError(f"swap_prob {self.swap_prob} must be within [0, 1]")
         if not 0.0 <= self.zoom_prob <= 1.0:
             raise ValueError(f"zoom_prob {self.zoom_prob} must be within [0, 1]")
+        if self.bg_fade_epochs < 0:
+            raise ValueError(f"bg_fade_epochs must be >= 0, got {self.bg_fade_epochs}")
+        if self.bg_fade_epochs and self.input_type != "images":
+            raise ValueError("--bg-fade-epochs applies to --input-type images only (cutouts have no background)")
         for f in ("epochs", "batch_size", "image_size"):
             if getattr(self, f) < 1:
                 raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")

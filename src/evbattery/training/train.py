@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from evbattery.config import IMAGENET_MEAN, IMAGENET_STD, SEGMENTER_FILE, checkpoint_name
 from evbattery.data.layout import DatasetLayout
-from evbattery.data.loaders import CachedDataset, check_classes
+from evbattery.data.loaders import CachedDataset, check_classes, fade_alpha
 from evbattery.data.transforms import normalize
 from evbattery.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from evbattery.training import distributed as dist
@@ -129,7 +129,8 @@ def load_data(cfg: TrainConfig) -> tuple[CachedDataset, CachedDataset, DataLoade
     swap = cfg.swap_prob if cfg.debias == "bg-swap" else 0.0
     progress = cfg.progress and dist.is_main()
     train_ds = CachedDataset(layout, "train", cfg.input_type, cfg.image_size, train=True, limit=cfg.limit_train,
-                             swap_prob=swap, seed=cfg.seed, progress=progress, zoom_prob=cfg.zoom_prob)
+                             swap_prob=swap, seed=cfg.seed, progress=progress, zoom_prob=cfg.zoom_prob,
+                             bg_fade=cfg.bg_fade_epochs > 0)
     val_ds = CachedDataset(layout, "val", cfg.input_type, cfg.image_size, progress=progress)
     if cfg.input_type != "masks":
         check_classes(train_ds)
@@ -278,6 +279,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             if isinstance(train_loader.sampler, DistributedSampler):
                 train_loader.sampler.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
+            if cfg.bg_fade_epochs:
+                train_ds.set_bg_alpha(fade_alpha(epoch, cfg.bg_fade_epochs))
             tr = train_one_epoch(model, criterion, optimizer, train_loader, epoch, cfg.fast, bf16,
                                  cfg.progress and main_proc)
             scheduler.step()
@@ -288,7 +291,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
 
                 cm = classification_metrics(va["y_true"], va["y_pred"], va["probs"], classes)
                 va.update(balanced_accuracy=cm["balanced_accuracy"], macro_f1=cm["macro_f1"], ece=cm["ece"])
-            row = {"epoch": epoch, "lr": lr, **{f"train/{k}": v for k, v in tr.items()},
+            row = {"epoch": epoch, "lr": lr, **({"bg_alpha": float(train_ds.bg_alpha)} if cfg.bg_fade_epochs else {}),
+                   **{f"train/{k}": v for k, v in tr.items()},
                    **{f"val/{k}": v for k, v in _clean(va).items()}}
             history.append(row)
             improved = va["loss"] < best_loss
