@@ -79,6 +79,19 @@ def test_worst_group_noise_flags_a_real_weak_group() -> None:
     assert worst_group_noise({"only": {"accuracy": 0.5, "n": 4}}) is None
 
 
+def test_worst_group_noise_compares_groups_within_their_class() -> None:
+    # A class the model finds harder is not a background effect: families alike within each class pass,
+    # although the hard class's groups sit 18 points under the easy one's.
+    per = {f"{c}/{f}": {"accuracy": a, "n": 200} for c, a in (("hard", 0.80), ("easy", 0.98)) for f in "xyz"}
+    w = worst_group_noise(per)
+    assert w["pooled"] == pytest.approx(0.89) and w["observed_deficit"] == pytest.approx(0.09)
+    assert w["homogeneity_p"] == pytest.approx(1.0) and w["excess_deficit"] < 0.02
+    # The same spread between families of one class is flagged.
+    mixed = {"hard/x": {"accuracy": 0.80, "n": 200}, "hard/y": {"accuracy": 0.98, "n": 200},
+             "easy/x": {"accuracy": 0.98, "n": 200}, "easy/y": {"accuracy": 0.98, "n": 200}}
+    assert worst_group_noise(mixed)["homogeneity_p"] < 1e-6 and worst_group_noise(mixed)["excess_deficit"] > 0.03
+
+
 def test_pairwise_agreement_says_who_is_wrong() -> None:
     labels = [0, 1, 2, 0, 1]
     preds = {"images": [0, 2, 2, 1, 0], "cutouts[true]": [0, 1, 2, 2, 2]}

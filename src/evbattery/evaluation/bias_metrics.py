@@ -54,15 +54,17 @@ def worst_group(per_group: dict[str, dict], min_n: int = 1) -> dict | None:
 def worst_group_noise(per_group: dict[str, dict], level: float = 0.95) -> dict | None:
     """How far below the pooled accuracy the worst group would fall by sampling alone.
 
-    Null hypothesis: every group has the same true accuracy, the pooled one (p). Each group's score is then
-    Binomial(n_i, p) / n_i, and the law of their minimum is exact: P(min >= t) = prod_i P(X_i >= ceil(t n_i)).
-    Returned (accuracies as shares):
-      pooled            the null's common accuracy (correct / total over all groups)
+    Groups named '<class>/<family>' are compared within their class: the null hypothesis is that every
+    group has its class's pooled accuracy p_c (a class that is harder for the model is not a background
+    effect); groups without a '/' share one pool. Each group's score is then Binomial(n_i, p_i) / n_i, and
+    the law of their minimum is exact: P(min >= t) = prod_i P(X_i >= ceil(t n_i)). Returned (shares):
+      pooled            overall accuracy (correct / total)
       observed_deficit  pooled - worst group's accuracy
       expected_deficit  E[pooled - min] under the null; null_deficit_p{95}: its `level` quantile
       excess_deficit    observed - that quantile (> 0: the worst group is worse than sampling explains)
       worst_ci          Wilson `level` interval of the worst group's accuracy
-      homogeneity_p     chi-square test that all groups share one accuracy (1.0 when no group errs or all do)
+      homogeneity_p     chi-square test that the groups of each class share one accuracy (statistics and
+                        degrees of freedom summed over classes; 1.0 when no class has errors to compare)
     None for fewer than two groups.
     """
     groups = [(k, round(v["accuracy"] * v["n"]), int(v["n"])) for k, v in per_group.items() if v["n"] > 0]
@@ -70,23 +72,30 @@ def worst_group_noise(per_group: dict[str, dict], level: float = 0.95) -> dict |
         return None
     ks = np.array([g[1] for g in groups])
     ns = np.array([g[2] for g in groups])
+    pool = np.array([g[0].partition("/")[0] if "/" in g[0] else "" for g in groups])
     p = float(ks.sum() / ns.sum())
+    p_i = np.array([ks[pool == c].sum() / ns[pool == c].sum() for c in pool])
     support = np.unique(np.concatenate([np.arange(n + 1) / n for n in np.unique(ns)]))
     # survival of the minimum at each support point t: prod_i P(X_i >= ceil(t * n_i))
     need = np.ceil(support[:, None] * ns[None, :] - 1e-9)
-    surv = np.prod(stats.binom.sf(need - 1, ns[None, :], p), axis=1)
+    surv = np.prod(stats.binom.sf(need - 1, ns[None, :], p_i[None, :]), axis=1)
     pmf = surv - np.append(surv[1:], 0.0)
     cdf = np.cumsum(pmf)
     q = float(support[min(int(np.searchsorted(cdf, 1 - level)), len(support) - 1)])
     worst = min(groups, key=lambda g: (g[1] / g[2], g[0]))
     ci = stats.binomtest(worst[1], worst[2]).proportion_ci(confidence_level=level, method="wilson")
-    table = np.stack([ks, ns - ks], axis=1)
-    homog = 1.0 if (table.sum(axis=0) == 0).any() else float(stats.chi2_contingency(table).pvalue)
+    chi, dof = 0.0, 0
+    for c in np.unique(pool):
+        table = np.stack([ks[pool == c], (ns - ks)[pool == c]], axis=1)
+        if len(table) > 1 and (table.sum(axis=0) > 0).all():
+            res = stats.chi2_contingency(table, correction=False)
+            chi, dof = chi + float(res.statistic), dof + int(res.dof)
     observed = p - worst[1] / worst[2]
     return {"pooled": p, "observed_deficit": float(observed), "expected_deficit": float(p - (pmf * support).sum()),
             f"null_deficit_p{round(level * 100)}": p - q, "excess_deficit": float(observed - (p - q)),
             "worst_group": worst[0], "worst_ci": [float(ci.low), float(ci.high)], "level": level,
-            "homogeneity_p": homog, "n_groups": len(groups), "min_n": int(ns.min())}
+            "homogeneity_p": float(stats.chi2.sf(chi, dof)) if dof else 1.0, "n_groups": len(groups),
+            "min_n": int(ns.min())}
 
 
 def home_vs_other(per_group: dict[str, dict], home_families: dict[str, list[str]]) -> dict | None:

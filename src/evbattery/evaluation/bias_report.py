@@ -124,9 +124,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
     if noise:
         md += ["", "## Worst group against sampling noise (Original)", "",
                "How far under the pooled accuracy the worst group falls, against how far it would fall by chance "
-               "if every group had the pooled accuracy (exact binomial law of the minimum over the groups). "
-               "A deficit within the chance band is no evidence that any group is harder; the homogeneity test "
-               "is a chi-square test that all groups share one accuracy.", "",
+               "if every group had its class's pooled accuracy (exact binomial law of the minimum over the "
+               "groups; a class the model finds harder is not a background effect). A deficit within the "
+               "chance band is no evidence that any background is harder; the homogeneity test is a "
+               "chi-square test that the groups of each class share one accuracy.", "",
                "| model | pooled | worst group (95 % CI) | deficit | by chance: mean / 95th pct | homogeneity p |",
                "|---|---|---|---|---|---|"]
         md += [f"| {k} | {_pct(w['pooled'])} | {_pct(w['worst_ci'][0])}–{_pct(w['worst_ci'][1])} "
