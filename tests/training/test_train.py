@@ -114,6 +114,30 @@ def test_segmenter_starts_from_a_segmenter_or_a_classifier_checkpoint(toy_datase
         tiny_config(toy_dataset, tmp_path, input_type="masks", segmenter_arch="fcn")
 
 
+def test_classifier_starts_from_a_unet_segmenters_encoder(toy_dataset, tmp_path):
+    """--pretrained PATH of a U-Net segmenter gives a classifier its encoder (the backbone that has learnt
+    where cells are) and a new head; its decoder is not carried along. An LR-ASPP segmenter is refused."""
+    from evbattery.training.train import build_model, main
+
+    seg = main(tiny_config(toy_dataset, tmp_path / "seg", input_type="masks", limit_train=8))["checkpoint"]
+    cfg = tiny_config(toy_dataset, tmp_path / "cls", input_type="images", limit_train=8, pretrained=seg)
+    model, _, meta = build_model(cfg, ["cylindrical", "pouch", "prismatic"])
+    encoder = load_checkpoint(seg)["state_dict"]
+    got = model.state_dict()
+    assert meta["pretrained"] == f"encoder of the segmenter {seg}"
+    assert torch.equal(got["layer4.1.conv2.weight"], encoder["layer4.1.conv2.weight"])
+    assert torch.equal(got["layer1.0.bn1.running_var"], encoder["layer1.0.bn1.running_var"])
+    assert got["fc.weight"].shape == (3, 512) and not any(k.startswith("up") for k in got)
+    result = main(cfg)
+    assert load_checkpoint(result["checkpoint"])["meta"]["pretrained"] == f"encoder of the segmenter {seg}"
+
+    lraspp = main(tiny_config(toy_dataset, tmp_path / "lr", input_type="masks", limit_train=8,
+                              segmenter_arch="lraspp_mobilenet_v3_large"))["checkpoint"]
+    with pytest.raises(CheckpointError, match="only a unet_resnet18 segmenter's encoder can start a classifier"):
+        build_model(tiny_config(toy_dataset, tmp_path, input_type="images", pretrained=lraspp),
+                    ["cylindrical", "pouch", "prismatic"])
+
+
 def test_unet_predicts_at_the_input_resolution_and_checks_the_encoder_it_is_given():
     from evbattery.models.segmenter import ARCHS
     from evbattery.models.unet import UNetResNet18

@@ -63,8 +63,11 @@ def build_classifier(num_classes: int, pretrained: str = "none") -> tuple[nn.Mod
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     sd, desc = resolve_pretrained(pretrained)
     if sd is not None:
+        # Only ResNet-18's own weights: a U-Net segmenter's checkpoint also holds its decoder.
+        own = model.state_dict()
         head_fits = sd.get("fc.weight") is not None and tuple(sd["fc.weight"].shape) == tuple(model.fc.weight.shape)
-        model.load_state_dict({k: v for k, v in sd.items() if head_fits or not k.startswith("fc.")}, strict=False)
+        model.load_state_dict({k: v for k, v in sd.items() if k in own and (head_fits or not k.startswith("fc."))},
+                              strict=False)
     return model, desc
 
 

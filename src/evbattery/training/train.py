@@ -151,7 +151,14 @@ def build_model(cfg: TrainConfig, classes: list[str]) -> tuple[nn.Module, nn.Mod
 
     if cfg.pretrained not in ("auto", "imagenet", "none"):
         ckpt = load_checkpoint(cfg.pretrained)
-        check_compatible(ckpt["meta"], ARCH, classes, cfg.pretrained)
+        if ckpt["meta"].get("task") == "segmentation":
+            # The U-Net's encoder has ResNet-18's layout and names: a segmenter trained on the same photos
+            # has learnt where the cell is, which a from-scratch classifier on full frames is slow to find.
+            if ckpt["meta"].get("arch") != "unet_resnet18":
+                raise CheckpointError(f"{cfg.pretrained}: a {ckpt['meta'].get('arch')!r} segmenter; only a "
+                                      "unet_resnet18 segmenter's encoder can start a classifier")
+        else:
+            check_compatible(ckpt["meta"], ARCH, classes, cfg.pretrained)
         # A bare state_dict carries no arch name: its keys must be ResNet-18's (load is non-strict).
         from torchvision.models import resnet18
 
@@ -160,6 +167,8 @@ def build_model(cfg: TrainConfig, classes: list[str]) -> tuple[nn.Module, nn.Mod
             raise CheckpointError(f"{cfg.pretrained}: not a {ARCH} state_dict ({len(missing)} weights missing, "
                                   f"e.g. {missing[0]!r})")
     model, desc = build_classifier(len(classes), cfg.pretrained)
+    if cfg.pretrained not in ("auto", "imagenet", "none") and ckpt["meta"].get("task") == "segmentation":
+        desc = f"encoder of the segmenter {cfg.pretrained}"
     return model, nn.CrossEntropyLoss(), {"arch": ARCH, "task": "classification", "input_type": cfg.input_type,
                                           "classes": classes, "pretrained": desc}
 
