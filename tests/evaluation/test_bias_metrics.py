@@ -10,6 +10,7 @@ import pytest
 from evbattery.evaluation.bias import bg_gap, group_accuracy, worst_group
 from evbattery.evaluation.bias_metrics import (
     accuracy,
+    home_gap_null,
     home_vs_other,
     pairwise_agreement,
     share_histogram,
@@ -135,3 +136,49 @@ def test_home_vs_other_reads_a_background_shortcut() -> None:
     # Without home groups (or without other groups) there is nothing to compare.
     assert home_vs_other(per, {}) is None
     assert home_vs_other({"pouch/wood": per["pouch/wood"]}, homes) is None
+
+
+def test_home_gap_null_enumerates_assignments_by_hand() -> None:
+    """2 classes x 4 families, homes A:{w,x}, B:{y,z}; home groups 0.9, others 0.5. Of the 6 assignments
+    (A takes 2 of 4 families, B the rest) the card's gives +0.4, its mirror (A:{y,z}) -0.4, the four mixed
+    ones 0: p two-sided 2/6, p_bias 1/6, sd sqrt(0.32/6)."""
+    homes = {"A": ["w", "x"], "B": ["y", "z"]}
+    per = {f"{c}/{f}": {"accuracy": 0.9 if f in homes[c] else 0.5, "n": 10} for c in "AB" for f in "wxyz"}
+    null = home_gap_null(per, homes)
+    assert null["observed"] == pytest.approx(0.4) == pytest.approx(home_vs_other(per, homes)["gap"])
+    assert null["n_assignments"] == 6 and null["exact"]
+    assert null["p_value"] == pytest.approx(2 / 6) and null["p_bias"] == pytest.approx(1 / 6)
+    assert null["p_anti"] == pytest.approx(1.0)
+    assert null["null_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert null["null_sd"] == pytest.approx(math.sqrt(0.32 / 6))
+
+
+def test_home_gap_null_separates_a_shortcut_from_class_and_family_effects() -> None:
+    """9 families, 3 per class (1,680 assignments). Class and family main effects alone give the same gap
+    under every assignment (each family is home to exactly one class), so they are never mistaken for
+    bias; interaction noise spreads the null; a home boost on top stands out as the one extreme."""
+    rng = np.random.default_rng(0)
+    classes, fams = ["c0", "c1", "c2"], [f"f{j}" for j in range(9)]
+    homes = {c: fams[3 * i:3 * i + 3] for i, c in enumerate(classes)}
+    main = {(c, f): 0.6 + 0.1 * i + 0.02 * j for i, c in enumerate(classes) for j, f in enumerate(fams)}
+    additive = {f"{c}/{f}": {"accuracy": v, "n": 50} for (c, f), v in main.items()}
+    null = home_gap_null(additive, homes)
+    assert null["n_assignments"] == 1680 and null["exact"]
+    assert null["null_sd"] == pytest.approx(0.0, abs=1e-12) and null["p_value"] == 1.0
+
+    noise = {(c, f): v + rng.normal(0, 0.08) for (c, f), v in main.items()}
+    noisy = {f"{c}/{f}": {"accuracy": v, "n": 50} for (c, f), v in noise.items()}
+    null = home_gap_null(noisy, homes)
+    assert 0.02 < null["null_sd"] < 0.06 and null["p_value"] > 0.05  # interactions, no bias
+
+    boosted = {f"{c}/{f}": {"accuracy": v + (0.3 if f in homes[c] else 0.0), "n": 50} for (c, f), v in noise.items()}
+    null = home_gap_null(boosted, homes)
+    assert null["p_bias"] == pytest.approx(1 / 1680) and null["p_value"] < 0.01 and null["p_anti"] == 1.0
+    anti = {f"{c}/{f}": {"accuracy": v - (0.3 if f in homes[c] else 0.0), "n": 50} for (c, f), v in noise.items()}
+    assert home_gap_null(anti, homes)["p_anti"] == pytest.approx(1 / 1680)
+
+    assert home_gap_null(noisy, {}) is None
+    assert home_gap_null(noisy, {"c0": fams[:2], "c1": fams[1:3]}) is None  # a home family shared
+    # Too many assignments to enumerate: a seeded sample of them instead.
+    sampled = home_gap_null(boosted, homes, max_exact=100, draws=2000)
+    assert not sampled["exact"] and sampled["n_assignments"] == 2000 and sampled["p_bias"] < 0.01

@@ -145,8 +145,22 @@ def test_home_families_in_the_card_split_groups_into_home_and_other(toy_dataset:
     split = entry["home_vs_other"]
     assert split["home"] == pytest.approx(np.mean(home)) and split["other"] == pytest.approx(np.mean(other))
     assert split["n_home_groups"] == split["n_other_groups"] == 3
+    assert split["null"] is None  # cylindrical and prismatic share 'light': no disjoint assignment to permute
+    # Mixed-Rand regrouped by the donor background's family: the groups hold every Mixed-Rand photo once.
+    donor = entry["mixed_rand_by_donor"]["groups"]
+    assert sum(g["n"] for g in donor.values()) == entry["n"]
+    assert sum(g["accuracy"] * g["n"] for g in donor.values()) / entry["n"] == pytest.approx(
+        entry["accuracy"]["mixed_rand"])
+
+    layout.write_card({**layout.read_card(), "home_families": {"cylindrical": ["light"], "pouch": ["dark"]}})
+    res = run_bias_suite(data, model_dir, split="test", seed=3, cam_limit=4, n_examples=1, progress=False)
+    entry = res.summary["evaluations"]["images"]
+    null = entry["home_vs_other"]["null"]  # two assignments: the card's and its swap
+    assert null["exact"] and null["n_assignments"] == 2 and null["observed"] == entry["home_vs_other"]["gap"]
+    assert entry["mixed_rand_by_donor"]["null"]["n_assignments"] == 2
     write_bias_report(res, tmp_path / "report")
-    assert "## Home vs other backgrounds" in (tmp_path / "report" / "report.md").read_text()
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Home vs other backgrounds" in md and "| images | Mixed-Rand by donor |" in md
 
 
 def test_bias_cli_without_segmenter(toy_dataset: Path, model_dir_no_segmenter: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ model/segmenter.pth exists, with the segmenter's predicted mask.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from evbattery.evaluation.bias_metrics import (
     accuracy,
     bg_gap,
     group_accuracy,
+    home_gap_null,
     home_vs_other,
     pairwise_agreement,
     share_histogram,
@@ -293,6 +295,10 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
             entry["mean_group_accuracy"] = float(np.mean([g["accuracy"] for g in per.values()]))
             if data.home_families:
                 entry["home_vs_other"] = home_vs_other(per, data.home_families)
+                if entry["home_vs_other"] is not None:
+                    entry["home_vs_other"]["null"] = home_gap_null(per, data.home_families)
+                entry["mixed_rand_by_donor"] = donor_family_split(data, partners["mixed_rand"],
+                                                                  ev.preds["mixed_rand"])
         models[ev.label] = entry
     summary = {
         "split": split, "data_dir": str(data_dir), "model_dir": str(model_dir), "seed": seed, "n_images": n,
@@ -302,6 +308,23 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
         "families": sorted({f for f in data.families if f}), "mixed_partner_rule": partner_rule, "notes": notes,
     }
     return BiasResult(summary, examples)
+
+
+def donor_family_split(data: SplitData, donors: np.ndarray, preds: Sequence[int]) -> dict[str, Any] | None:
+    """Mixed-Rand regrouped by (cell class x the donor background's family), and its home-vs-other gap.
+
+    Every cell there sits on a uniformly drawn background, so the groups differ only in the background
+    behind a fixed set of cells: home minus other is BG-Gap's question (does a class's own kind of
+    background help?) asked of every (class x family) pair at once, and `home_gap_null` says whether it
+    stands out from the pairs' spread (camouflage, sampling) under any other choice of home families.
+    """
+    if not data.home_families or any(data.families[j] is None for j in donors):
+        return None
+    groups = [f"{data.classes[y]}/{data.families[j]}" for y, j in zip(data.labels, donors, strict=True)]
+    per = group_accuracy(data.labels, preds, groups)
+    split = home_vs_other(per, data.home_families)
+    return {"groups": per, "home_vs_other": split,
+            "null": home_gap_null(per, data.home_families) if split is not None else None}
 
 
 def _iou(pred: np.ndarray, true: np.ndarray) -> float:

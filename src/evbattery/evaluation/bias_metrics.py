@@ -7,6 +7,7 @@ accuracy over (class x background family) groups.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import combinations
 
@@ -113,6 +114,99 @@ def home_vs_other(per_group: dict[str, dict], home_families: dict[str, list[str]
         return None
     h, o = float(np.mean(home)), float(np.mean(other))
     return {"home": h, "other": o, "gap": h - o, "n_home_groups": len(home), "n_other_groups": len(other)}
+
+
+def _disjoint_assignments(families: list[str], sizes: list[int]):
+    """Every way to give class i a set of sizes[i] families, the sets disjoint (in a fixed order)."""
+    if not sizes:
+        yield ()
+        return
+    for first in combinations(families, sizes[0]):
+        rest = [f for f in families if f not in first]
+        for tail in _disjoint_assignments(rest, sizes[1:]):
+            yield (first, *tail)
+
+
+def home_gap_null(per_group: dict[str, dict], home_families: dict[str, list[str]], level: float = 0.95,
+                  max_exact: int = 100_000, draws: int = 20_000, seed: int = 0) -> dict | None:
+    """Is a home-vs-other gap a background effect, or the luck of which groups are 'home'?
+
+    Group accuracies over (class x family) vary for reasons that have nothing to do with bias: a cell can
+    be harder to see on one texture than another (camouflage), and each group is a finite sample. The home
+    families are one fixed assignment of families to classes, so a gap read off them carries that
+    variation too. Null hypothesis: the model's group accuracies do not depend on which families are home;
+    then the card's assignment is exchangeable with every other assignment of the same sizes, and the gap
+    under the card's assignment is one draw from the gaps under all of them (a permutation test, exact
+    when the assignments are few enough to enumerate; 9 families in 3 x 3 give 1,680). Returned (shares):
+      observed       the gap (home - other) under the card's assignment, as `home_vs_other` computes it
+      null_mean, null_sd, null_low/null_high   the gaps' mean, sd and central `level` interval
+      p_value        two-sided: share of assignments with |gap| >= |observed|
+      p_bias         one-sided: share with gap >= observed (small: the model favours home backgrounds)
+      p_anti         one-sided: share with gap <= observed (small: it disfavours them)
+    None when the card names no home family present in the groups, or two classes share a home family.
+    """
+    acc: dict[tuple[str, str], float] = {}
+    for name, g in per_group.items():
+        cls, sep, fam = name.partition("/")
+        if sep and g.get("n", 1) > 0:
+            acc[(cls, fam)] = float(g["accuracy"])
+    classes = sorted({c for c, _ in acc} & set(home_families))
+    families = sorted({f for _, f in acc})
+    homes = {c: [f for f in home_families[c] if f in families] for c in classes}
+    sizes = [len(homes[c]) for c in classes]
+    if not any(sizes) or len({f for c in classes for f in homes[c]}) < sum(sizes):
+        return None  # nothing is home, or classes share a home family (not one of the disjoint assignments)
+    m = np.array([[acc.get((c, f), np.nan) for f in families] for c in sorted({c for c, _ in acc})])
+    rows = {c: i for i, c in enumerate(sorted({c for c, _ in acc}))}
+    col = {f: j for j, f in enumerate(families)}
+    present = ~np.isnan(m)
+
+    def gap(assign: tuple[tuple[str, ...], ...]) -> float:
+        home = np.zeros_like(present)
+        for c, fams in zip(classes, assign, strict=True):
+            for f in fams:
+                home[rows[c], col[f]] = True
+        h, o = m[home & present], m[~home & present]
+        return float(h.mean() - o.mean()) if len(h) and len(o) else float("nan")
+
+    n_total = math.prod(_assignment_counts(len(families), sizes))
+    if n_total <= max_exact:
+        gaps = np.array([gap(a) for a in _disjoint_assignments(families, sizes)])
+    else:
+        rng = np.random.default_rng(seed)
+        gaps = []
+        for _ in range(draws):
+            order = list(rng.permutation(families))
+            assign, k = [], 0
+            for size in sizes:
+                assign.append(tuple(order[k:k + size]))
+                k += size
+            gaps.append(gap(tuple(assign)))
+        gaps = np.array(gaps)
+    gaps = gaps[~np.isnan(gaps)]
+    observed = gap(tuple(tuple(homes[c]) for c in classes))
+    if not len(gaps) or np.isnan(observed):
+        return None
+    tol, exact = 1e-12, n_total <= max_exact
+    lo, hi = np.quantile(gaps, [(1 - level) / 2, 1 - (1 - level) / 2])
+
+    def share(hits: np.ndarray) -> float:  # a sampled null counts the observed assignment once more
+        return float(hits.mean()) if exact else float((hits.sum() + 1) / (len(hits) + 1))
+
+    return {"observed": observed, "null_mean": float(gaps.mean()), "null_sd": float(gaps.std()),
+            "null_low": float(lo), "null_high": float(hi), "level": level,
+            "p_value": share(np.abs(gaps) >= abs(observed) - tol),
+            "p_bias": share(gaps >= observed - tol), "p_anti": share(gaps <= observed + tol),
+            "n_assignments": len(gaps), "exact": exact}
+
+
+def _assignment_counts(n_families: int, sizes: list[int]) -> list[int]:
+    """Factors of the number of disjoint assignments: C(n, s1) * C(n - s1, s2) * ..."""
+    out, left = [], n_families
+    for s in sizes:
+        out.append(math.comb(left, s))
+        left -= s
+    return out
 
 
 def share_histogram(values: Sequence[float], bins: int = 10) -> dict[str, list]:

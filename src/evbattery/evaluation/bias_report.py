@@ -115,11 +115,29 @@ def render_markdown(summary: dict[str, Any]) -> str:
            for k, e in summary["evaluations"].items()]
     split = {k: e["home_vs_other"] for k, e in summary["evaluations"].items() if e.get("home_vs_other")}
     if split:
-        md += ["", "## Home vs other backgrounds (Original)", "",
+        md += ["", "## Home vs other backgrounds", "",
                "Mean accuracy over (class × family) groups whose family is one of the class's home families "
-               "in train/val, and over the rest; a background shortcut scores high at home and low elsewhere.", "",
-               "| model | home groups | other groups | gap |", "|---|---|---|---|"]
-        md += [f"| {k} | {_pct(h['home'])} | {_pct(h['other'])} | {_pct(h['gap'])} |" for k, h in split.items()]
+               "in train/val, and over the rest; a background shortcut scores high at home and low elsewhere. "
+               "*Original* groups photos by their own background; *Mixed-Rand by donor* groups the Mixed-Rand "
+               "photos (every cell on a random photo's background) by the family of the background behind the "
+               "cell. Groups also differ for reasons that are not bias (a cell is harder to see on some "
+               "textures; finite groups), so each gap is set against the gaps of every other assignment of "
+               "home families of the same sizes (a permutation test): *by chance* is their central 95 %, "
+               "*p bias* / *p anti* the share at least as high / as low as the card's.", "",
+               "| model | groups by | home | other | gap | by chance | p bias | p anti |",
+               "|---|---|---|---|---|---|---|---|"]
+        for k, e in summary["evaluations"].items():
+            donor = (e.get("mixed_rand_by_donor") or {}).get("home_vs_other")
+            rows_hv = [("Original", e.get("home_vs_other")),
+                       ("Mixed-Rand by donor", {**donor, "null": e["mixed_rand_by_donor"]["null"]} if donor else None)]
+            for by, h in rows_hv:
+                if not h:
+                    continue
+                nl = h.get("null")
+                chance = f"{_pct(nl['null_low'])} … {_pct(nl['null_high'])}" if nl else "—"
+                pb, pa = (f"{nl['p_bias']:.3g}", f"{nl['p_anti']:.3g}") if nl else ("—", "—")
+                md.append(f"| {k} | {by} | {_pct(h['home'])} | {_pct(h['other'])} | {_pct(h['gap'])} | "
+                          f"{chance} | {pb} | {pa} |")
     noise = {k: e["worst_group_noise"] for k, e in summary["evaluations"].items() if e.get("worst_group_noise")}
     if noise:
         md += ["", "## Worst group against sampling noise (Original)", "",
@@ -203,6 +221,10 @@ def log_to_tracker(summary: dict[str, Any], paths: dict[str, Path], runs_dir: Pa
                 metrics[f"bias/{label}/worst_group_excess_deficit"] = e["worst_group_noise"]["excess_deficit"]
             if e.get("home_vs_other"):
                 metrics[f"bias/{label}/home_minus_other"] = e["home_vs_other"]["gap"]
+                if e["home_vs_other"].get("null"):
+                    metrics[f"bias/{label}/home_minus_other_p_bias"] = e["home_vs_other"]["null"]["p_bias"]
+            if (e.get("mixed_rand_by_donor") or {}).get("home_vs_other"):
+                metrics[f"bias/{label}/donor_home_minus_other"] = e["mixed_rand_by_donor"]["home_vs_other"]["gap"]
             metrics[f"bias/{label}/gradcam_inside"] = e["gradcam_inside"]["mean"]
         tracker.log(_json_safe(metrics))
         if tracker.run is not None:
