@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evbattery.evaluation.metrics import classification_metrics, expected_calibration_error
+from evbattery.evaluation.metrics import accuracy_by_cell_size, classification_metrics, expected_calibration_error
 
 CLASSES = ["cylindrical", "pouch", "prismatic"]
 
@@ -34,6 +34,20 @@ def test_ece_two_bins():
     assert expected_calibration_error(probs, [0, 0, 0, 1]) == pytest.approx(0.5 * 0.05 + 0.5 * 0.05)
 
 
+def test_accuracy_by_cell_size_bins_and_wilson_interval():
+    area = [0.005, 0.015, 0.015, 0.03, 0.5, 1.0]
+    correct = [False, True, False, True, True, True]
+    bins = accuracy_by_cell_size(correct, area)
+    # [0, 1 %): 0/1; [1, 2 %): 1/2; [2, 4 %): 1/1; [16, 100 %] (top edge included): 2/2; empty bins left out
+    assert [(b["area_from"], b["n"], b["accuracy"]) for b in bins] == [
+        (0.0, 1, 0.0), (0.01, 2, 0.5), (0.02, 1, 1.0), (0.16, 2, 1.0)]
+    z = 1.959963984540054  # Wilson interval of 1 / 2 by its formula
+    half = z * np.sqrt(0.25 / 2 + z**2 / 16) / (1 + z**2 / 2)
+    assert bins[1]["ci"] == pytest.approx([0.5 - half, 0.5 + half])
+    with pytest.raises(ValueError, match="3 outcomes but 2 cell areas"):
+        accuracy_by_cell_size([True] * 3, [0.1, 0.2])
+
+
 def test_evaluate_model_matches_predictor(toy_dataset, debiased_run):
     from evbattery.data.layout import DatasetLayout
     from evbattery.evaluation.evaluate import evaluate_model
@@ -49,6 +63,14 @@ def test_evaluate_model_matches_predictor(toy_dataset, debiased_run):
     assert r["n"] == 18 and r["accuracy"] == pytest.approx(acc) and r["input"] == "cutouts"
     assert {"balanced_accuracy", "macro_f1", "per_class", "confusion", "ece"} <= set(r)
     assert len(r["misclassified"]) == round((1 - acc) * 18)
+    # by cell size: the bins partition the split, and their n-weighted accuracy is the split's
+    from evbattery.imageio import load_mask
+
+    areas = sorted((load_mask(s.mask) >= 128).mean() for s in samples)
+    bins = r["by_cell_size"]
+    assert sum(b["n"] for b in bins) == 18
+    assert sum(b["n"] * b["accuracy"] for b in bins) / 18 == pytest.approx(acc)
+    assert bins[0]["area_from"] <= areas[0] and areas[-1] <= bins[-1]["area_to"]
 
 
 def test_evaluate_cli_writes_reports_and_cross_table(toy_dataset, debiased_run, tmp_path, monkeypatch):

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from evbattery.config import MASK_THRESHOLD
 from evbattery.data.layout import DatasetError, DatasetLayout
-from evbattery.evaluation.metrics import classification_metrics, write_confusion_png
-from evbattery.imageio import load_rgb
+from evbattery.evaluation.metrics import accuracy_by_cell_size, classification_metrics, write_confusion_png
+from evbattery.imageio import load_mask, load_rgb
 from evbattery.inference.predictor import Predictor
 
 INPUT_KINDS = ("images", "cutouts")
@@ -37,6 +38,9 @@ def evaluate_model(predictor: Predictor, layout: DatasetLayout, split: str = "te
             probs.append([p.probabilities[c] for c in predictor.classes])
             files.append(str(s.path(kind)))
     m = classification_metrics(y_true, y_pred, np.asarray(probs), predictor.classes)
+    if all(s.mask.is_file() for s in samples):  # every layout has masks; an imported set may lack some
+        area = [float((load_mask(s.mask) >= MASK_THRESHOLD).mean()) for s in samples]
+        m["by_cell_size"] = accuracy_by_cell_size(np.equal(y_true, y_pred), area)
     wrong = [{"file": f, "true": predictor.classes[t], "predicted": predictor.classes[p]}
              for f, t, p in zip(files, y_true, y_pred, strict=True) if t != p]
     return {"model": predictor.name, "model_input_type": predictor.input_type, "input": kind, "split": split,

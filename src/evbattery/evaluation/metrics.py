@@ -9,6 +9,9 @@ from typing import Any
 import numpy as np
 
 ECE_BINS = 15
+# Cell area as a fraction of the frame (from the mask), in bins that double: small cells are where a
+# full-frame model fails first (a 2 % cell is ~32 x 32 px of a 224-px input, among distractors).
+CELL_SIZE_EDGES = (0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 1.0)
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: list[int] | np.ndarray, bins: int = ECE_BINS) -> float:
@@ -55,6 +58,29 @@ def classification_metrics(y_true: list[int], y_pred: list[int], probs: np.ndarr
         "ece": expected_calibration_error(probs, y_true),
         "classes": list(classes),
     }
+
+
+def accuracy_by_cell_size(correct: list[bool] | np.ndarray, area: list[float] | np.ndarray,
+                          edges: tuple[float, ...] = CELL_SIZE_EDGES, level: float = 0.95) -> list[dict[str, Any]]:
+    """Accuracy per bin of cell area (fraction of the frame): [{area_from, area_to, n, accuracy, ci}].
+
+    The last bin includes its upper edge; empty bins are left out. `ci` is the Wilson `level` interval.
+    """
+    from scipy import stats
+
+    correct, area = np.asarray(correct, dtype=bool), np.asarray(area, dtype=np.float64)
+    if correct.shape != area.shape:
+        raise ValueError(f"{len(correct)} outcomes but {len(area)} cell areas")
+    out = []
+    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        last = i == len(edges) - 2
+        sel = (area >= lo) & ((area <= hi) if last else (area < hi))
+        n, k = int(sel.sum()), int(correct[sel].sum())
+        if n:
+            ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+            out.append({"area_from": lo, "area_to": hi, "n": n, "accuracy": k / n,
+                        "ci": [float(ci.low), float(ci.high)]})
+    return out
 
 
 def mask_iou(pred: np.ndarray, true: np.ndarray) -> tuple[int, int]:

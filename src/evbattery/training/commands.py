@@ -114,6 +114,10 @@ def evaluate_cmd(
           [[k, r[k]] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece")])
     table("per class", ["class", "precision", "recall", "f1", "support"],
           [[c, v["precision"], v["recall"], v["f1"], v["support"]] for c, v in r["per_class"].items()])
+    if r.get("by_cell_size"):
+        table("accuracy by cell size (share of the frame covered by the mask)", ["cell area", "n", "accuracy", "95 % CI"],
+              [[f"{b['area_from']:.0%}–{b['area_to']:.0%}", b["n"], b["accuracy"],
+                f"{b['ci'][0]:.3f}–{b['ci'][1]:.3f}"] for b in r["by_cell_size"]])
     info(f"confusion matrix: {png}")
     t = _track(tracker, f"eval-{r['model']}-{split}", {"model": r["model"], "split": split, "checkpoint": r["checkpoint"]},
                {f"eval/{k}": r[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece")}, finish=False)
