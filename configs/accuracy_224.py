@@ -11,6 +11,11 @@
 # starts its encoder from the image model, then finishes at 224 px (measured: val IoU 0.907, then 0.927):
 #   evbattery train -t masks --data data/accuracy --image-size 128 --epochs 3 --pretrained model/best_model_images.pth --model-dir model/m1
 #   evbattery train -t masks --data data/accuracy --image-size 224 --epochs 2 --lr 3e-4 --pretrained model/m1/segmenter.pth
+# A second path, measured on an AMX Xeon (test 91.3 %, ~50 min; README "Where the gap comes from"): the U-Net
+# segmenter from scratch, then the classifier from its encoder, then 10 epochs here with lr 5e-4:
+#   evbattery train -t masks --data data/accuracy --image-size 128 --epochs 3 --pretrained none --model-dir model/seg
+#   evbattery train -t images --data data/accuracy --image-size 128 --epochs 5 --pretrained model/seg/segmenter.pth --model-dir model/s1
+#   evbattery train --config configs/accuracy_224.py -t images --data data/accuracy --epochs 10 --lr 5e-4 --pretrained model/s1/best_model_images.pth
 image_size = 224
 epochs = 2
 batch_size = 32
