@@ -67,7 +67,9 @@ def test_bias_report_renders_files(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                                                  "![fig](variants.png)\n")
     save_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "bias" / "variants.png")
     (tmp_path / "bias" / "report.json").write_text(json.dumps({"bg_gap": {"images": 26.0}}))
-    (tmp_path / "eval_images.json").write_text(json.dumps({"model": "images", "metrics": {"accuracy": 0.91}}))
+    (tmp_path / "eval_images.json").write_text(json.dumps({"model": "images", "metrics": {"accuracy": 0.91},
+                                                           "by_cell_size": [{"area_from": 0.01, "area_to": 0.02, "n": 34,
+                                                                             "accuracy": 0.7353, "ci": [0.569, 0.854]}]}))
     (tmp_path / "sweep").mkdir()
     save_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "sweep" / "bg_gap_vs_rho.png")
     at = AppTest.from_file(str(PAGES / "bias_report.py"), default_timeout=30).run()
@@ -77,6 +79,10 @@ def test_bias_report_renders_files(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert [h.value for h in at.header] == ["Evaluation", "Bias sweep (accuracy vs training bias ρ)"]
     df = at.dataframe[0].value
     assert float(df["metrics.accuracy"][0]) == pytest.approx(0.91)
+    assert [h.value for h in at.subheader] == ["Accuracy by cell size"]
+    size = at.dataframe[1].value
+    assert list(size["cell area"]) == ["1%–2%"] and int(size["n"][0]) == 34
+    assert float(size["accuracy"][0]) == pytest.approx(0.7353) and size["95 % CI"][0] == "0.569–0.854"
 
 
 def test_bias_report_empty_says_how_to_make_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,7 +53,7 @@ evals = sorted(reports.glob("eval_*.json"))
 if evals:
     shown = True
     st.header("Evaluation")
-    rows = []
+    rows, by_size = [], []
     for path in evals:
         try:
             data = json.loads(path.read_text())
@@ -61,8 +61,15 @@ if evals:
             st.warning(f"{path.name}: unreadable ({e})")
             continue
         rows.append({"file": path.name, **flat_metrics(data)})
+        by_size += [{"file": path.name, "cell area": f"{b['area_from']:.0%}–{b['area_to']:.0%}", "n": b["n"],
+                     "accuracy": b["accuracy"], "95 % CI": f"{b['ci'][0]:.3f}–{b['ci'][1]:.3f}"}
+                    for b in data.get("by_cell_size") or []]
     if rows:
         st.dataframe(rows, width="stretch")
+    if by_size:
+        st.subheader("Accuracy by cell size")
+        st.caption("Share of the frame the cell's mask covers; a full-frame model fails first on small cells.")
+        st.dataframe(by_size, width="stretch")
 
 sweep_dir = reports / "sweep"
 if sweep_dir.is_dir() and any(sweep_dir.glob("*.png")):
