@@ -86,6 +86,7 @@ def test_evaluate_cli_writes_reports_and_cross_table(toy_dataset, debiased_run, 
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "reports/eval_images_debiased_test.json").read_text())
     assert rep["model"] == "images_debiased" and rep["n"] == 18
+    assert sum(b["n"] for b in rep["by_cell_size"]) == 18 and "accuracy by cell size" in res.output
     assert (tmp_path / "reports/eval_images_debiased_test.png").stat().st_size > 1000
     res = CliRunner().invoke(app, ["evaluate", "--cross", *args])
     assert res.exit_code == 0, res.output

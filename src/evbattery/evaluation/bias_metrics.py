@@ -156,8 +156,9 @@ def home_gap_null(per_group: dict[str, dict], home_families: dict[str, list[str]
     sizes = [len(homes[c]) for c in classes]
     if not any(sizes) or len({f for c in classes for f in homes[c]}) < sum(sizes):
         return None  # nothing is home, or classes share a home family (not one of the disjoint assignments)
-    m = np.array([[acc.get((c, f), np.nan) for f in families] for c in sorted({c for c, _ in acc})])
-    rows = {c: i for i, c in enumerate(sorted({c for c, _ in acc}))}
+    all_classes = sorted({c for c, _ in acc})
+    m = np.array([[acc.get((c, f), np.nan) for f in families] for c in all_classes])
+    rows = {c: i for i, c in enumerate(all_classes)}
     col = {f: j for j, f in enumerate(families)}
     present = ~np.isnan(m)
 
@@ -169,7 +170,7 @@ def home_gap_null(per_group: dict[str, dict], home_families: dict[str, list[str]
         h, o = m[home & present], m[~home & present]
         return float(h.mean() - o.mean()) if len(h) and len(o) else float("nan")
 
-    n_total = math.prod(_assignment_counts(len(families), sizes))
+    n_total = _n_assignments(len(families), sizes)
     if n_total <= max_exact:
         gaps = np.array([gap(a) for a in _disjoint_assignments(families, sizes)])
     else:
@@ -200,13 +201,9 @@ def home_gap_null(per_group: dict[str, dict], home_families: dict[str, list[str]
             "n_assignments": len(gaps), "exact": exact}
 
 
-def _assignment_counts(n_families: int, sizes: list[int]) -> list[int]:
-    """Factors of the number of disjoint assignments: C(n, s1) * C(n - s1, s2) * ..."""
-    out, left = [], n_families
-    for s in sizes:
-        out.append(math.comb(left, s))
-        left -= s
-    return out
+def _n_assignments(n_families: int, sizes: list[int]) -> int:
+    """Number of disjoint assignments: C(n, s1) * C(n - s1, s2) * ..."""
+    return math.prod(math.comb(n_families - sum(sizes[:i]), s) for i, s in enumerate(sizes))
 
 
 def share_histogram(values: Sequence[float], bins: int = 10) -> dict[str, list]:
