@@ -94,14 +94,15 @@ class SwapInfo:
 
 
 class CachedDataset(Dataset):
-    """One split of the dataset, decoded once. Items: (3xSxS uint8, label) or, with masks, (image, mask).
+    """One split of the dataset, decoded once. Items: (3xSxS uint8, label) or, with masks, (image, mask);
+    with mask_targets, (image, label, 0/1 mask) with the mask following every geometric augmentation.
 
     kind: "images" | "cutouts" (classification) or "masks" (segmentation: image -> 0/1 mask).
     """
 
     def __init__(self, layout: DatasetLayout, split: str, kind: str, image_size: int, train: bool = False,
                  limit: int | None = None, swap_prob: float = 0.0, seed: int = 0, progress: bool = False,
-                 zoom_prob: float = 0.0, bg_fade: bool = False) -> None:
+                 zoom_prob: float = 0.0, bg_fade: bool = False, mask_targets: bool = False) -> None:
         self.layout, self.split, self.kind, self.size, self.train = layout, split, kind, image_size, train
         self.classes = list(layout.classes)
         samples = layout.require_split(split)
@@ -113,7 +114,8 @@ class CachedDataset(Dataset):
         self.swap_prob = swap_prob if train else 0.0
         self.zoom_prob = zoom_prob if train and kind != "masks" else 0.0
         self.bg_fade = bg_fade and train and kind == "images"
-        need_masks = kind == "masks" or self.swap_prob > 0 or self.zoom_prob > 0 or self.bg_fade
+        self.mask_targets = mask_targets and kind != "masks"
+        need_masks = kind == "masks" or self.swap_prob > 0 or self.zoom_prob > 0 or self.bg_fade or self.mask_targets
         self.images, self.masks = self._build_cache(need_masks, progress)
         self.boxes = cell_boxes(self.masks) if self.zoom_prob > 0 else None
         self.labels = torch.tensor([self.classes.index(s.cls) for s in samples], dtype=torch.long)
@@ -187,13 +189,16 @@ class CachedDataset(Dataset):
                 img = torch.from_numpy(self.swapped(i, rng)[0]).permute(2, 0, 1).contiguous()
         if self.bg_fade and float(self.bg_alpha) < 1.0:
             img = fade_background(img, self.masks[i], float(self.bg_alpha))
+        with_mask = self.kind == "masks" or self.mask_targets
+        mask = self.masks[i] if with_mask else None
         if self.boxes is not None and torch.rand(()) < self.zoom_prob:
-            img = zoom_to_cell(img, self.boxes[i])
-        if self.kind == "masks":
-            mask = tv_tensors.Mask(self.masks[i][None])
+            img, mask = zoom_to_cell(img, self.boxes[i], mask=mask)
+        if with_mask:
+            mask = tv_tensors.Mask(mask[None])
             if self.transform is not None:
                 img, mask = self.transform(tv_tensors.Image(img), mask)
-            return torch.as_tensor(img), (torch.as_tensor(mask)[0] >= 128).long()
+            img, mask = torch.as_tensor(img), (torch.as_tensor(mask)[0] >= 128).long()
+            return (img, mask) if self.kind == "masks" else (img, self.labels[i], mask)
         if self.transform is not None:
             img = self.transform(img)
         return img, self.labels[i]
@@ -210,26 +215,41 @@ def cell_boxes(masks: torch.Tensor) -> torch.Tensor:
     return boxes
 
 
-def zoom_to_cell(img: torch.Tensor, box: torch.Tensor, margin: float = 0.15) -> torch.Tensor:
-    """Object-preserving scale augmentation: a random square crop that still holds the whole cell box
-    (plus a margin), resized back to the input size.
-
-    Small cells (mean ~8 % of the frame) give a from-scratch CNN a weak signal; seeing them larger in
-    some training views helps it learn their shape, while evaluation keeps the full frame. The crop
-    side is drawn between the padded cell box and the full frame, so the cell never leaves view.
-    """
-    _, s, _ = img.shape
+def zoom_window(box: torch.Tensor, s: int, margin: float = 0.15) -> tuple[int, int, int] | None:
+    """A random square window (top, left, side) of an SxS frame that still holds the cell box plus a
+    margin; None when the drawn side is the whole frame."""
     y0, y1, x0, x1 = (int(v) for v in box)
     pad = max(2, int(margin * max(y1 - y0, x1 - x0)))
     y0, y1, x0, x1 = max(0, y0 - pad), min(s, y1 + pad), max(0, x0 - pad), min(s, x1 + pad)
     side = int(torch.randint(max(y1 - y0, x1 - x0), s + 1, ()))
     if side >= s:
-        return img
+        return None
     # Top-left corner such that [top, top+side) covers [y0, y1) and stays inside the frame.
     top = int(torch.randint(max(0, y1 - side), min(y0, s - side) + 1, ()))
     left = int(torch.randint(max(0, x1 - side), min(x0, s - side) + 1, ()))
-    crop = img[:, top:top + side, left:left + side]
-    return F.resize(crop, [s, s], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+    return top, left, side
+
+
+def zoom_to_cell(img: torch.Tensor, box: torch.Tensor, margin: float = 0.15,
+                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Object-preserving scale augmentation: a random square crop that still holds the whole cell box
+    (plus a margin), resized back to the input size -> (image, mask cropped the same way or None).
+
+    Small cells (mean ~8 % of the frame) give a from-scratch CNN a weak signal; seeing them larger in
+    some training views helps it learn their shape, while evaluation keeps the full frame. The crop
+    side is drawn between the padded cell box and the full frame, so the cell never leaves view.
+    """
+    s = img.shape[-1]
+    window = zoom_window(box, s, margin)
+    if window is None:
+        return img, mask
+    top, left, side = window
+    out = F.resize(img[:, top:top + side, left:left + side], [s, s],
+                   interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+    if mask is not None:
+        mask = F.resize(mask[None, top:top + side, left:left + side], [s, s],
+                        interpolation=F.InterpolationMode.NEAREST)[0].contiguous()
+    return out, mask
 
 
 def check_classes(ds: CachedDataset) -> None:

@@ -16,6 +16,22 @@ log = logging.getLogger(__name__)
 
 ARCH = "resnet18"
 PRETRAINED_CHOICES = ("auto", "imagenet", "none")
+# How layer4's map becomes one feature vector: torchvision's global average pool, or the mask-guided
+# attention pool of models/mask_attention.py (checkpoint meta "head"; absent means avgpool).
+HEADS = ("avgpool", "mask_attention")
+
+
+def new_resnet18(num_classes: int, head: str = "avgpool") -> nn.Module:
+    """An untrained ResNet-18 with a num_classes classifier and the given pooling head."""
+    if head not in HEADS:
+        raise ValueError(f"head {head!r}; expected one of {', '.join(HEADS)}")
+    if head == "mask_attention":
+        from evbattery.models.mask_attention import MaskAttentionResNet
+
+        return MaskAttentionResNet(num_classes)
+    model = resnet18(weights=None)
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
 
 
 def _cached_imagenet_file() -> Path:
@@ -53,14 +69,14 @@ def resolve_pretrained(choice: str) -> tuple[dict[str, torch.Tensor] | None, str
     return load_checkpoint(path)["state_dict"], str(path)
 
 
-def build_classifier(num_classes: int, pretrained: str = "none") -> tuple[nn.Module, str]:
+def build_classifier(num_classes: int, pretrained: str = "none", head: str = "avgpool") -> tuple[nn.Module, str]:
     """ResNet-18 with a num_classes head; returns (model, pretrained description).
 
     The backbone comes from the weights; the head too when its shape fits (an evbattery checkpoint with
-    the same classes, e.g. the cutout model as the start of an image model), else it is new.
+    the same classes, e.g. the cutout model as the start of an image model), else it is new; so does the
+    attention pool's scoring layer when the weights have one.
     """
-    model = resnet18(weights=None)
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    model = new_resnet18(num_classes, head)
     sd, desc = resolve_pretrained(pretrained)
     if sd is not None:
         # Only ResNet-18's own weights: a U-Net segmenter's checkpoint also holds its decoder.
@@ -77,12 +93,14 @@ def classifier_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint")
     if meta.get("arch", ARCH) != ARCH:
         raise CheckpointError(f"{source}: architecture {meta.get('arch')!r} is not {ARCH!r}")
     classes = meta.get("classes") or []
-    model = resnet18(weights=None)
-    model.fc = nn.Linear(model.fc.in_features, len(classes))
+    head = meta.get("head") or "avgpool"
+    if head not in HEADS:
+        raise CheckpointError(f"{source}: head {head!r} is not one of {', '.join(HEADS)}")
+    model = new_resnet18(len(classes), head)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
-        raise CheckpointError(f"{source}: weights do not fit resnet18 with {len(classes)} classes "
+        raise CheckpointError(f"{source}: weights do not fit resnet18 ({head}) with {len(classes)} classes "
                               f"{classes}: {str(e).splitlines()[0]}") from e
     return model.eval()
 

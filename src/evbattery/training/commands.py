@@ -42,6 +42,8 @@ def train_cmd(
     limit_train: int = typer.Option(0, help="Use at most this many training images (0 = all)."),
     scheduler: str = typer.Option("cosine", help="cosine | step."),
     segmenter_arch: str = typer.Option("unet_resnet18", help="With -t masks: unet_resnet18 (full-resolution output) | lraspp_mobilenet_v3_large."),
+    head: str = typer.Option("avgpool", help="Classifiers: avgpool (torchvision's) | mask_attention (attention pool taught the cell's mask in training; inference needs no mask)."),
+    mask_loss_weight: float = typer.Option(1.0, help="With --head mask_attention: weight of the attention-vs-mask loss."),
     progress: bool = typer.Option(True, help="Progress bars and the summary table."),
 ) -> None:
     """Train a classifier (images / cutouts / debiased images) or the segmenter (masks)."""
@@ -58,7 +60,8 @@ def train_cmd(
               "bg_fade_epochs": bg_fade_epochs, "precise_bn": precise_bn,
               "name": name or None,
               "limit_train": limit_train or None, "scheduler": scheduler,
-              "segmenter_arch": segmenter_arch, "progress": progress}
+              "segmenter_arch": segmenter_arch, "head": head, "mask_loss_weight": mask_loss_weight,
+              "progress": progress}
     params = {"data_dir": "data"}
     try:
         if config is not None:

@@ -18,7 +18,9 @@ TRACKERS = ("wandb", "none")
 SEGMENTER_ARCHS = ("unet_resnet18", "lraspp_mobilenet_v3_large")  # = evbattery.models.segmenter.ARCHS
 # Fields that must match for --resume to continue a run (the rest, e.g. workers or tracker, may change).
 RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size", "seed", "pretrained", "zoom_prob",
-                     "debias", "swap_prob", "bg_fade_epochs", "name", "limit_train", "epochs", "scheduler", "segmenter_arch")
+                     "debias", "swap_prob", "bg_fade_epochs", "name", "limit_train", "epochs", "scheduler", "segmenter_arch",
+                     "head", "mask_loss_weight")
+HEADS = ("avgpool", "mask_attention")  # = evbattery.models.classifier.HEADS
 
 
 @dataclass
@@ -51,6 +53,8 @@ class TrainConfig:
     wandb_project: str = "evbattery"
     scheduler: str = "cosine"       # cosine | step  (lr schedule over the epochs)
     segmenter_arch: str = "unet_resnet18"  # masks only: unet_resnet18 | lraspp_mobilenet_v3_large
+    head: str = "avgpool"           # classifiers: avgpool (torchvision's) | mask_attention (models/mask_attention.py)
+    mask_loss_weight: float = 1.0   # mask_attention: weight of the attention-vs-mask loss beside cross-entropy
     progress: bool = True           # progress bars
 
     def __post_init__(self) -> None:
@@ -66,6 +70,12 @@ class TrainConfig:
             raise ValueError(f"scheduler {self.scheduler!r}; expected cosine or step")
         if self.segmenter_arch not in SEGMENTER_ARCHS:
             raise ValueError(f"segmenter_arch {self.segmenter_arch!r}; expected one of {', '.join(SEGMENTER_ARCHS)}")
+        if self.head not in HEADS:
+            raise ValueError(f"head {self.head!r}; expected one of {', '.join(HEADS)}")
+        if self.head != "avgpool" and self.input_type == "masks":
+            raise ValueError("--head applies to the classifiers (--input-type images | cutouts), not the segmenter")
+        if self.mask_loss_weight < 0:
+            raise ValueError(f"mask_loss_weight must be >= 0, got {self.mask_loss_weight}")
         if not 0.0 <= self.swap_prob <= 1.0:
             raise ValueError(f"swap_prob {self.swap_prob} must be within [0, 1]")
         if not 0.0 <= self.zoom_prob <= 1.0:

@@ -38,19 +38,33 @@ def _logits(out: Any) -> torch.Tensor:
 
 
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                    epoch: int, fast: bool = True, bf16: bool = False, progress: bool = True) -> dict[str, float]:
-    """One pass over the training data; returns {"loss", "acc", "img_per_s"} (acc per pixel for masks)."""
+                    epoch: int, fast: bool = True, bf16: bool = False, progress: bool = True,
+                    mask_loss_weight: float = 1.0) -> dict[str, float]:
+    """One pass over the training data; returns {"loss", "acc", "img_per_s"} (acc per pixel for masks).
+
+    Batches of (x, y, mask) feed a mask-attention classifier: its loss adds mask_loss_weight times the
+    attention-vs-mask loss ("mask_loss" in the result, its mean over the epoch).
+    """
+    from evbattery.models.mask_attention import MaskAttentionOutputs, mask_attention_loss
+
     model.train()
-    loss_sum = correct = count = n_img = 0.0
+    loss_sum = correct = count = n_img = mask_sum = 0.0
     t0 = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
-    for x, y in bar:
+    for x, y, *masks in bar:
         x = normalize(x, MEAN, STD)
         if fast:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = _logits(model(x))
-        loss = criterion(logits.float(), y)
+            out = model(x)
+        if isinstance(out, MaskAttentionOutputs):
+            logits = out.logits
+            mask_loss = mask_attention_loss(out.mask_logits, masks[0])
+            loss = criterion(logits.float(), y) + mask_loss_weight * mask_loss
+            mask_sum += mask_loss.item() * len(x)
+        else:
+            logits = _logits(out)
+            loss = criterion(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -62,9 +76,10 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
                         img_s=f"{n_img / (time.perf_counter() - t0):.1f}")
         if STEP_DELAY:
             time.sleep(STEP_DELAY)
-    loss_sum, correct, count, n_img = dist.all_reduce_sum([loss_sum, correct, count, n_img])
+    loss_sum, correct, count, n_img, mask_sum = dist.all_reduce_sum([loss_sum, correct, count, n_img, mask_sum])
     secs = time.perf_counter() - t0
-    return {"loss": loss_sum / max(n_img, 1), "acc": correct / max(count, 1), "img_per_s": n_img / secs}
+    out = {"loss": loss_sum / max(n_img, 1), "acc": correct / max(count, 1), "img_per_s": n_img / secs}
+    return {**out, "mask_loss": mask_sum / max(n_img, 1)} if mask_sum else out
 
 
 @torch.inference_mode()
@@ -130,7 +145,7 @@ def load_data(cfg: TrainConfig) -> tuple[CachedDataset, CachedDataset, DataLoade
     progress = cfg.progress and dist.is_main()
     train_ds = CachedDataset(layout, "train", cfg.input_type, cfg.image_size, train=True, limit=cfg.limit_train,
                              swap_prob=swap, seed=cfg.seed, progress=progress, zoom_prob=cfg.zoom_prob,
-                             bg_fade=cfg.bg_fade_epochs > 0)
+                             bg_fade=cfg.bg_fade_epochs > 0, mask_targets=cfg.head == "mask_attention")
     val_ds = CachedDataset(layout, "val", cfg.input_type, cfg.image_size, progress=progress)
     if cfg.input_type != "masks":
         check_classes(train_ds)
@@ -166,11 +181,11 @@ def build_model(cfg: TrainConfig, classes: list[str]) -> tuple[nn.Module, nn.Mod
         if missing:
             raise CheckpointError(f"{cfg.pretrained}: not a {ARCH} state_dict ({len(missing)} weights missing, "
                                   f"e.g. {missing[0]!r})")
-    model, desc = build_classifier(len(classes), cfg.pretrained)
+    model, desc = build_classifier(len(classes), cfg.pretrained, cfg.head)
     if cfg.pretrained not in ("auto", "imagenet", "none") and ckpt["meta"].get("task") == "segmentation":
         desc = f"encoder of the segmenter {cfg.pretrained}"
-    return model, nn.CrossEntropyLoss(), {"arch": ARCH, "task": "classification", "input_type": cfg.input_type,
-                                          "classes": classes, "pretrained": desc}
+    return model, nn.CrossEntropyLoss(), {"arch": ARCH, "head": cfg.head, "task": "classification",
+                                          "input_type": cfg.input_type, "classes": classes, "pretrained": desc}
 
 
 def build_segmenter_to_train(cfg: TrainConfig) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
@@ -291,7 +306,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             if cfg.bg_fade_epochs:
                 train_ds.set_bg_alpha(fade_alpha(epoch, cfg.bg_fade_epochs))
             tr = train_one_epoch(model, criterion, optimizer, train_loader, epoch, cfg.fast, bf16,
-                                 cfg.progress and main_proc)
+                                 cfg.progress and main_proc, cfg.mask_loss_weight)
             scheduler.step()
             recalibrate_bn(model, train_ds, cfg.precise_bn, cfg.batch_size, cfg.fast)
             va = evaluate(model, criterion, val_loader, cfg.fast, bf16)
