@@ -28,7 +28,7 @@ def test_health_ready_models_docs(client: httpx.Client) -> None:
     assert set(models) == {"images", "cutouts", "images_debiased"}
     assert models["cutouts"]["input_type"] == "cutouts" and models["images"]["image_size"] == 64
     assert models["images_debiased"]["debias"]["method"] == "bg-swap"
-    assert models["images"]["classes"] == ["cylindrical", "pouch", "prismatic"]
+    assert models["images"]["classes"] == ["cylindrical", "pouch", "prismatic"] and models["images"]["head"] == "avgpool"
     assert client.get("/docs").status_code == 200
     assert "/predict/{name}" in client.get("/openapi.json").json()["paths"]
 

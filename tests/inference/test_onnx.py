@@ -41,3 +41,27 @@ def test_service_loads_onnx_backend(model_dir: Path, tmp_path: Path) -> None:
     export_onnx(discover_models(model_dir)["cutouts"], tmp_path / "cutouts.onnx")
     preds = load_predictors(model_dir, backend="onnx", onnx_dir=tmp_path, names=["cutouts"])
     assert preds["cutouts"].backend == "onnx" and preds["cutouts"].input_type == "cutouts"
+
+
+def test_mask_attention_model_exports_and_explains(toy_dataset: Path, tmp_path: Path) -> None:
+    """A --head mask_attention checkpoint (its attention scores made non-flat, so the pool matters) gives the
+    same logits in ONNX Runtime as in torch, and Grad-CAM runs on its layer4."""
+    from evbattery.config import CLASSES
+    from evbattery.explain.gradcam import gradcam_maps
+    from evbattery.models.checkpoint import save_checkpoint
+    from evbattery.models.classifier import new_resnet18
+
+    torch.manual_seed(0)
+    model = new_resnet18(len(CLASSES), "mask_attention")
+    torch.nn.init.normal_(model.attn.weight, std=0.05)
+    ckpt = tmp_path / "best_model_images.pth"
+    save_checkpoint(ckpt, model.state_dict(), {"name": "images", "arch": "resnet18", "head": "mask_attention",
+                                               "task": "classification", "input_type": "images",
+                                               "classes": list(CLASSES), "image_size": 64})
+    torch_pred = Predictor.from_checkpoint(ckpt, fast=False)
+    onnx_pred = Predictor.from_onnx(export_onnx(ckpt, tmp_path / "images.onnx"))
+    images = [load_rgb(p) for p, _, _ in toy_test_files(toy_dataset)[:4]]
+    batch = torch.stack([torch_pred.prepare(im) for im in images])
+    assert max_abs_diff(torch_pred.logits(batch), onnx_pred.logits(batch)) < 1e-3
+    cams = gradcam_maps(torch_pred, batch)
+    assert cams.shape == (4, 64, 64) and np.isfinite(cams).all() and cams.max() > 0

@@ -71,6 +71,7 @@ class ModelInfo(BaseModel):
     classes: list[str]
     image_size: int
     arch: str
+    head: str = "avgpool"  # how layer4 is pooled: avgpool | mask_attention
     dataset_fingerprint: str | None = None
     metrics: dict[str, Any] = {}
     best_epoch: int | None = None

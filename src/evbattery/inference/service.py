@@ -188,6 +188,7 @@ class ModelService:
             out.append({"name": name, "version": p.version, "backend": p.backend, "precision": p.precision,
                         "input_type": p.input_type,
                         "classes": p.classes, "image_size": p.image_size, "arch": m.get("arch", "resnet18"),
+                        "head": m.get("head") or "avgpool",
                         "dataset_fingerprint": m.get("dataset_fingerprint"), "metrics": m.get("metrics") or {},
                         "best_epoch": m.get("best_epoch"), "pretrained": m.get("pretrained"),
                         "debias": m.get("debias"), "created": m.get("created"), "source": p.source})

@@ -8,7 +8,7 @@ from evbattery.ui.client import ApiError, api_url, get_client
 from evbattery.ui.results import model_title
 
 # The metadata worth a glance; the rest stays in the expander's JSON.
-SUMMARY_KEYS = ("input_type", "classes", "image_size", "arch", "pretrained", "best_epoch", "debias", "backend",
+SUMMARY_KEYS = ("input_type", "classes", "image_size", "arch", "head", "pretrained", "best_epoch", "debias", "backend",
                 "version", "created", "dataset_fingerprint", "source")
 
 st.title("Loaded models")
