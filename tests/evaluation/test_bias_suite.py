@@ -151,6 +151,11 @@ def test_home_families_in_the_card_split_groups_into_home_and_other(toy_dataset:
     assert sum(g["n"] for g in donor.values()) == entry["n"]
     assert sum(g["accuracy"] * g["n"] for g in donor.values()) / entry["n"] == pytest.approx(
         entry["accuracy"]["mixed_rand"])
+    # ... and by the family of the photo each cell was cut from: the Original groups, on Mixed-Rand photos.
+    cell = entry["mixed_rand_by_cell"]["groups"]
+    assert {g: v["n"] for g, v in cell.items()} == {g: v["n"] for g, v in entry["groups"].items()}
+    assert sum(g["accuracy"] * g["n"] for g in cell.values()) / entry["n"] == pytest.approx(
+        entry["accuracy"]["mixed_rand"])
 
     layout.write_card({**layout.read_card(), "home_families": {"cylindrical": ["light"], "pouch": ["dark"]}})
     res = run_bias_suite(data, model_dir, split="test", seed=3, cam_limit=4, n_examples=1, progress=False)
@@ -161,6 +166,33 @@ def test_home_families_in_the_card_split_groups_into_home_and_other(toy_dataset:
     write_bias_report(res, tmp_path / "report")
     md = (tmp_path / "report" / "report.md").read_text()
     assert "## Home vs other backgrounds" in md and "| images | Mixed-Rand by donor |" in md
+    assert "| images | Mixed-Rand by cell |" in md
+
+
+def test_mixed_rand_by_cell_family_finds_bias_carried_by_the_cell() -> None:
+    """A model right exactly when the cell was cut from a home-background photo: grouped by the cell's own
+    family the gap is the whole 100 points; grouped by the (random) donor background's family it is ~0."""
+    from types import SimpleNamespace
+
+    from evbattery.evaluation.bias import mixed_rand_family_split
+
+    rng = np.random.default_rng(0)
+    fams = list("abcdefghi")  # 9 families, 3 home families per class: 1,680 assignments to permute
+    homes = {"x": fams[0:3], "y": fams[3:6], "z": fams[6:9]}
+    classes = ["x", "y", "z"]
+    labels = np.repeat([0, 1, 2], 300)
+    families = [fams[i % 9] for i in range(900)]
+    data = SimpleNamespace(classes=classes, labels=labels, families=families, home_families=homes)
+    donors = rng.integers(0, 900, 900)
+    home = np.array([families[i] in homes[classes[y]] for i, y in enumerate(labels)])
+    preds = np.where(home, labels, (labels + 1) % 3)
+    by_cell = mixed_rand_family_split(data, donors, preds, "cell")
+    by_donor = mixed_rand_family_split(data, donors, preds, "donor")
+    assert by_cell["home_vs_other"]["gap"] == pytest.approx(1.0)
+    assert abs(by_donor["home_vs_other"]["gap"]) < 0.1
+    assert by_cell["null"]["p_bias"] < 0.01 < by_donor["null"]["p_bias"]
+    with pytest.raises(ValueError, match="donor or cell"):
+        mixed_rand_family_split(data, donors, preds, "photo")
 
 
 def test_bias_cli_without_segmenter(toy_dataset: Path, model_dir_no_segmenter: Path, tmp_path: Path) -> None:

@@ -297,8 +297,9 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
                 entry["home_vs_other"] = home_vs_other(per, data.home_families)
                 if entry["home_vs_other"] is not None:
                     entry["home_vs_other"]["null"] = home_gap_null(per, data.home_families)
-                entry["mixed_rand_by_donor"] = donor_family_split(data, partners["mixed_rand"],
-                                                                  ev.preds["mixed_rand"])
+                for by in ("donor", "cell"):
+                    entry[f"mixed_rand_by_{by}"] = mixed_rand_family_split(data, partners["mixed_rand"],
+                                                                           ev.preds["mixed_rand"], by)
         models[ev.label] = entry
     summary = {
         "split": split, "data_dir": str(data_dir), "model_dir": str(model_dir), "seed": seed, "n_images": n,
@@ -310,17 +311,24 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
     return BiasResult(summary, examples)
 
 
-def donor_family_split(data: SplitData, donors: np.ndarray, preds: Sequence[int]) -> dict[str, Any] | None:
-    """Mixed-Rand regrouped by (cell class x the donor background's family), and its home-vs-other gap.
+def mixed_rand_family_split(data: SplitData, donors: np.ndarray, preds: Sequence[int],
+                            by: str = "donor") -> dict[str, Any] | None:
+    """Mixed-Rand regrouped by (cell class x a family) and its home-vs-other gap; `by` picks the family.
 
-    Every cell there sits on a uniformly drawn background, so the groups differ only in the background
-    behind a fixed set of cells: home minus other is BG-Gap's question (does a class's own kind of
-    background help?) asked of every (class x family) pair at once, and `home_gap_null` says whether it
+    by="donor": the family of the background behind the cell. Every cell sits on a uniformly drawn
+    background, so these groups differ only in the background behind a fixed set of cells: home minus
+    other is BG-Gap's question (does a class's own kind of background help?) asked of every pair at once.
+    by="cell": the family of the photo the cell was cut from. The background is now random, so a gap here
+    says the cell's own pixels carry its photo's background (its antialiased rim, light the renderer or a
+    camera put on it), which a background swap cannot remove. `home_gap_null` says whether either gap
     stands out from the pairs' spread (camouflage, sampling) under any other choice of home families.
     """
-    if not data.home_families or any(data.families[j] is None for j in donors):
+    if by not in ("donor", "cell"):
+        raise ValueError(f"by {by!r}; expected donor or cell")
+    fam = [data.families[j] for j in donors] if by == "donor" else list(data.families)
+    if not data.home_families or any(f is None for f in fam):
         return None
-    groups = [f"{data.classes[y]}/{data.families[j]}" for y, j in zip(data.labels, donors, strict=True)]
+    groups = [f"{data.classes[y]}/{f}" for y, f in zip(data.labels, fam, strict=True)]
     per = group_accuracy(data.labels, preds, groups)
     split = home_vs_other(per, data.home_families)
     return {"groups": per, "home_vs_other": split,

@@ -120,16 +120,18 @@ def render_markdown(summary: dict[str, Any]) -> str:
                "in train/val, and over the rest; a background shortcut scores high at home and low elsewhere. "
                "*Original* groups photos by their own background; *Mixed-Rand by donor* groups the Mixed-Rand "
                "photos (every cell on a random photo's background) by the family of the background behind the "
-               "cell. Groups also differ for reasons that are not bias (a cell is harder to see on some "
+               "cell, *Mixed-Rand by cell* by the family of the photo the cell was cut from (a gap there means the "
+               "cell's own pixels, e.g. its antialiased rim, carry its photo's background). Groups also differ for reasons that are not bias (a cell is harder to see on some "
                "textures; finite groups), so each gap is set against the gaps of every other assignment of "
                "home families of the same sizes (a permutation test): *by chance* is their central 95 %, "
                "*p bias* / *p anti* the share at least as high / as low as the card's.", "",
                "| model | groups by | home | other | gap | by chance | p bias | p anti |",
                "|---|---|---|---|---|---|---|---|"]
         for k, e in summary["evaluations"].items():
-            donor = (e.get("mixed_rand_by_donor") or {}).get("home_vs_other")
-            rows_hv = [("Original", e.get("home_vs_other")),
-                       ("Mixed-Rand by donor", {**donor, "null": e["mixed_rand_by_donor"]["null"]} if donor else None)]
+            rows_hv = [("Original", e.get("home_vs_other"))]
+            for by in ("donor", "cell"):
+                h = (e.get(f"mixed_rand_by_{by}") or {}).get("home_vs_other")
+                rows_hv.append((f"Mixed-Rand by {by}", {**h, "null": e[f"mixed_rand_by_{by}"]["null"]} if h else None))
             for by, h in rows_hv:
                 if not h:
                     continue
@@ -223,8 +225,9 @@ def log_to_tracker(summary: dict[str, Any], paths: dict[str, Path], runs_dir: Pa
                 metrics[f"bias/{label}/home_minus_other"] = e["home_vs_other"]["gap"]
                 if e["home_vs_other"].get("null"):
                     metrics[f"bias/{label}/home_minus_other_p_bias"] = e["home_vs_other"]["null"]["p_bias"]
-            if (e.get("mixed_rand_by_donor") or {}).get("home_vs_other"):
-                metrics[f"bias/{label}/donor_home_minus_other"] = e["mixed_rand_by_donor"]["home_vs_other"]["gap"]
+            for by in ("donor", "cell"):
+                if (e.get(f"mixed_rand_by_{by}") or {}).get("home_vs_other"):
+                    metrics[f"bias/{label}/{by}_home_minus_other"] = e[f"mixed_rand_by_{by}"]["home_vs_other"]["gap"]
             metrics[f"bias/{label}/gradcam_inside"] = e["gradcam_inside"]["mean"]
         tracker.log(_json_safe(metrics))
         if tracker.run is not None:
