@@ -16,6 +16,10 @@
 #   evbattery train -t masks --data data/accuracy --image-size 128 --epochs 3 --pretrained none --model-dir model/seg
 #   evbattery train -t images --data data/accuracy --image-size 128 --epochs 5 --pretrained model/seg/segmenter.pth --model-dir model/s1
 #   evbattery train --config configs/accuracy_224.py -t images --data data/accuracy --epochs 10 --lr 5e-4 --pretrained model/s1/best_model_images.pth
+# A third path, the mask-attention head (README "Where the gap comes from"): 6 epochs at 128 px from scratch, then
+# 4 here (this file's lr 3e-4, --epochs 4), both with --head mask_attention:
+#   evbattery train -t images --data data/accuracy --image-size 128 --epochs 6 --pretrained none --head mask_attention --model-dir model/a1
+#   evbattery train --config configs/accuracy_224.py -t images --data data/accuracy --epochs 4 --head mask_attention --pretrained model/a1/best_model_images.pth
 image_size = 224
 epochs = 2
 batch_size = 32

@@ -30,6 +30,8 @@ def test_bench_train_measures_both_loops_against_the_limit(toy_dataset: Path) ->
     # The limit is taken in the precision the fast loop runs in.
     assert res["peak_precision"] == ("bf16" if res["precision"].startswith("bf16") else "fp32")
     assert res["peak_gflops"] > 0 and res["gflop_per_train_image"] == train_gflop_per_image(32)
+    assert res["model_step_img_per_s"] > 0
+    assert res["loop_vs_model_step"] == pytest.approx(res["fast_img_per_s"] / res["model_step_img_per_s"])
 
 
 def test_bench_train_needs_a_batch_of_training_images(toy_dataset: Path) -> None:

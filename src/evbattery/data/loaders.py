@@ -96,13 +96,15 @@ class SwapInfo:
 class CachedDataset(Dataset):
     """One split of the dataset, decoded once. Items: (3xSxS uint8, label) or, with masks, (image, mask);
     with mask_targets, (image, label, 0/1 mask) with the mask following every geometric augmentation.
+    Training items are augmented here per sample, or left for the loop's BatchAugment with batch_augment.
 
     kind: "images" | "cutouts" (classification) or "masks" (segmentation: image -> 0/1 mask).
     """
 
     def __init__(self, layout: DatasetLayout, split: str, kind: str, image_size: int, train: bool = False,
                  limit: int | None = None, swap_prob: float = 0.0, seed: int = 0, progress: bool = False,
-                 zoom_prob: float = 0.0, bg_fade: bool = False, mask_targets: bool = False) -> None:
+                 zoom_prob: float = 0.0, bg_fade: bool = False, mask_targets: bool = False,
+                 batch_augment: bool = False) -> None:
         self.layout, self.split, self.kind, self.size, self.train = layout, split, kind, image_size, train
         self.classes = list(layout.classes)
         samples = layout.require_split(split)
@@ -120,7 +122,8 @@ class CachedDataset(Dataset):
         self.boxes = cell_boxes(self.masks) if self.zoom_prob > 0 else None
         self.labels = torch.tensor([self.classes.index(s.cls) for s in samples], dtype=torch.long)
         self.by_class = [np.nonzero(self.labels.numpy() == c)[0] for c in range(len(self.classes))]
-        self.transform = augmentation(kind) if train else None
+        # With batch_augment the training loop augments whole batches (data.augment.BatchAugment) instead.
+        self.transform = augmentation(kind) if train and not batch_augment else None
         self.synth = _synth_backgrounds() if self.swap_prob > 0 else None
         # Background weight of the fade (see fade_background); shared memory so DataLoader workers see updates.
         self.bg_alpha = torch.ones(()).share_memory_()

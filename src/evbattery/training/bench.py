@@ -2,7 +2,8 @@
 
 Naive (the seed's recipe): batch 4, fp32, contiguous memory, decode the JPEG and resize every step,
 no workers. Ours: images decoded once (uint8 cache), training's DataLoader workers (none on 2 cores), batch
-32, fused Adam, channels_last (+ bf16 only where the CPU has native bf16). The compute limit is measured here: peak matmul GFLOP/s in the
+32, augmentation of whole batches, fused Adam, channels_last (+ bf16 only where the CPU has native bf16).
+Beside both: the model's own step on a fixed in-memory batch, the ceiling of any data pipeline. The compute limit is measured here: peak matmul GFLOP/s in the
 precision our loop runs in (bf16 where it autocasts to bf16, else fp32) divided by ResNet-18's FLOPs per
 training image: 3 x 3.64 GFLOP x (size/224)^2 (forward, plus a backward pass that costs two forwards).
 """
@@ -71,14 +72,42 @@ def naive_img_per_s(samples: list, size: int, steps: int, batch: int = 4) -> flo
     return steps * batch / (time.perf_counter() - t0)
 
 
+def model_step_img_per_s(size: int, steps: int, batch: int, bf16: bool) -> float:
+    """The model's own training step on one fixed in-memory batch: no data, no augmentation; what the loop
+    would reach with a free data pipeline."""
+    from evbattery.models.classifier import build_classifier
+
+    model, _ = build_classifier(3, "none")
+    model = model.to(memory_format=torch.channels_last).train()
+    opt, crit = make_optimizer(model, lr=1e-3), nn.CrossEntropyLoss()
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(batch) % 3
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(x)
+        loss = crit(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * batch / (time.perf_counter() - t0)
+
+
 def fast_img_per_s(layout: DatasetLayout, size: int, steps: int, batch: int, workers: int) -> tuple[float, float, bool]:
-    """This project's loop (cache + workers + channels_last); returns (img/s, cache seconds, bf16)."""
+    """This project's loop (cache + workers + channels_last + batched augmentation); returns (img/s, cache
+    seconds, bf16)."""
+    from evbattery.data.augment import BatchAugment
     from evbattery.inference.predictor import cpu_supports_bf16
     from evbattery.models.classifier import build_classifier
 
     bf16 = cpu_supports_bf16()
     t0 = time.perf_counter()
-    ds = CachedDataset(layout, "train", "images", size, train=True, limit=steps * batch)
+    ds = CachedDataset(layout, "train", "images", size, train=True, limit=steps * batch, batch_augment=True)
     cache_s = time.perf_counter() - t0
     model, _ = build_classifier(len(ds.classes), "none")
     model = model.to(memory_format=torch.channels_last)
@@ -86,8 +115,9 @@ def fast_img_per_s(layout: DatasetLayout, size: int, steps: int, batch: int, wor
     loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)
     warm = DataLoader(torch.utils.data.Subset(ds, range(min(batch, len(ds)))), batch_size=batch)
-    train_one_epoch(model, nn.CrossEntropyLoss(), opt, warm, 0, True, bf16, progress=False)
-    stats = train_one_epoch(model, nn.CrossEntropyLoss(), opt, loader, 0, True, bf16, progress=False)
+    augment = BatchAugment("images")
+    train_one_epoch(model, nn.CrossEntropyLoss(), opt, warm, 0, True, bf16, progress=False, augment=augment)
+    stats = train_one_epoch(model, nn.CrossEntropyLoss(), opt, loader, 0, True, bf16, progress=False, augment=augment)
     return stats["img_per_s"], cache_s, bf16
 
 
@@ -100,6 +130,7 @@ def run_bench(data: Path, size: int = 128, steps: int = 8, batch_size: int = 32,
     steps = max(1, min(steps, len(samples) // batch_size))
     naive = naive_img_per_s(samples, size, steps * 3)
     fast, cache_s, bf16 = fast_img_per_s(layout, size, steps, batch_size, workers)
+    model_only = model_step_img_per_s(size, steps, batch_size, bf16)
     # The limit is the peak of the arithmetic the fast loop actually runs (its convolutions are bf16 under
     # autocast); the fp32 peak is reported beside it for the naive loop.
     peak_fp32 = peak_matmul_gflops()
@@ -111,4 +142,6 @@ def run_bench(data: Path, size: int = 128, steps: int = 8, batch_size: int = 32,
             "naive_img_per_s": naive, "fast_img_per_s": fast, "speedup": fast / naive,
             "cache_build_s": cache_s, "peak_gflops": peak, "peak_precision": "bf16" if bf16 else "fp32",
             "peak_fp32_gflops": peak_fp32, "gflop_per_train_image": flops_img,
-            "limit_img_per_s": limit, "pct_of_limit": 100 * fast / limit, "torch_threads": torch.get_num_threads()}
+            "limit_img_per_s": limit, "pct_of_limit": 100 * fast / limit,
+            "model_step_img_per_s": model_only, "model_step_pct_of_limit": 100 * model_only / limit,
+            "loop_vs_model_step": fast / model_only, "torch_threads": torch.get_num_threads()}

@@ -46,6 +46,8 @@ class TrainConfig:
     zoom_prob: float = 0.0          # probability of an object-preserving zoom crop (classifiers only)
     bg_fade_epochs: int = 0         # images only: the background fades in from the cutout fill over this many
                                     # epochs (alpha (e+1)/(N+1)); a start for a model begun from the cutout model
+    batch_augment: bool = True      # augment whole batches in the loop (data/augment.py); off: torchvision v2 per
+                                    # sample in the Dataset
     precise_bn: int = 512           # recompute BN statistics on this many un-augmented train images per epoch
                                     # (0 = off)
     name: str | None = None         # model name; default input_type, or images_debiased with bg-swap

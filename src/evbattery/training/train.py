@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from evbattery.config import IMAGENET_MEAN, IMAGENET_STD, SEGMENTER_FILE, checkpoint_name
+from evbattery.data.augment import BatchAugment
 from evbattery.data.layout import DatasetLayout
 from evbattery.data.loaders import CachedDataset, check_classes, fade_alpha
 from evbattery.data.transforms import normalize
@@ -39,8 +40,11 @@ def _logits(out: Any) -> torch.Tensor:
 
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
                     epoch: int, fast: bool = True, bf16: bool = False, progress: bool = True,
-                    mask_loss_weight: float = 1.0) -> dict[str, float]:
+                    mask_loss_weight: float = 1.0, augment: BatchAugment | None = None) -> dict[str, float]:
     """One pass over the training data; returns {"loss", "acc", "img_per_s"} (acc per pixel for masks).
+
+    `augment` augments each batch (with its masks: the segmentation target, or the mask-attention targets)
+    when the Dataset was built with batch_augment.
 
     Batches of (x, y, mask) feed a mask-attention classifier: its loss adds mask_loss_weight times the
     attention-vs-mask loss ("mask_loss" in the result, its mean over the epoch).
@@ -52,6 +56,12 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     t0 = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
     for x, y, *masks in bar:
+        if augment is not None:
+            if y.ndim == 3:  # segmentation: the target is the mask
+                x, y = augment(x, y)
+            else:
+                x, m = augment(x, masks[0] if masks else None)
+                masks = [m] if masks else masks
         x = normalize(x, MEAN, STD)
         if fast:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -145,7 +155,8 @@ def load_data(cfg: TrainConfig) -> tuple[CachedDataset, CachedDataset, DataLoade
     progress = cfg.progress and dist.is_main()
     train_ds = CachedDataset(layout, "train", cfg.input_type, cfg.image_size, train=True, limit=cfg.limit_train,
                              swap_prob=swap, seed=cfg.seed, progress=progress, zoom_prob=cfg.zoom_prob,
-                             bg_fade=cfg.bg_fade_epochs > 0, mask_targets=cfg.head == "mask_attention")
+                             bg_fade=cfg.bg_fade_epochs > 0, mask_targets=cfg.head == "mask_attention",
+                             batch_augment=cfg.batch_augment)
     val_ds = CachedDataset(layout, "val", cfg.input_type, cfg.image_size, progress=progress)
     if cfg.input_type != "masks":
         check_classes(train_ds)
@@ -268,6 +279,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg.lr)
     scheduler = make_scheduler(cfg, optimizer)
+    augment = BatchAugment("cutouts" if cfg.input_type == "cutouts" else "images") if cfg.batch_augment else None
     best_path, last_path = _paths(cfg)
     layout = DatasetLayout(Path(cfg.data_dir))
     start_epoch, best_loss, best_epoch, history, run_id = 0, math.inf, -1, [], new_run_id(cfg.model_name)
@@ -306,7 +318,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             if cfg.bg_fade_epochs:
                 train_ds.set_bg_alpha(fade_alpha(epoch, cfg.bg_fade_epochs))
             tr = train_one_epoch(model, criterion, optimizer, train_loader, epoch, cfg.fast, bf16,
-                                 cfg.progress and main_proc, cfg.mask_loss_weight)
+                                 cfg.progress and main_proc, cfg.mask_loss_weight, augment)
             scheduler.step()
             recalibrate_bn(model, train_ds, cfg.precise_bn, cfg.batch_size, cfg.fast)
             va = evaluate(model, criterion, val_loader, cfg.fast, bf16)
