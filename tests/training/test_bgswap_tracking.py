@@ -20,9 +20,7 @@ def swap_ds(toy_dataset):
 
 
 def test_photo_swap_keeps_cell_pixels_and_changes_only_background(swap_ds, monkeypatch):
-    from evbattery.data import loaders
-
-    monkeypatch.setattr(loaders, "SYNTH_SWAP_SHARE", 0.0)
+    monkeypatch.setattr(swap_ds, "synth_share", 0.0)
     rng = np.random.default_rng(0)
     partners_classes = set()
     for i in (0, 13, 30):
@@ -43,17 +41,27 @@ def test_photo_swap_keeps_cell_pixels_and_changes_only_background(swap_ds, monke
 
 
 def test_synthetic_swap_keeps_cell_pixels(swap_ds, monkeypatch):
-    from evbattery.data import loaders
-
     if swap_ds.synth is None:
         pytest.skip("synthetic background module not installed")
-    monkeypatch.setattr(loaders, "SYNTH_SWAP_SHARE", 1.0)
+    monkeypatch.setattr(swap_ds, "synth_share", 1.0)
     original = swap_ds.images[5].permute(1, 2, 0).numpy()
     cell = variants.cell(swap_ds.masks[5].numpy())
     out, info = swap_ds.swapped(5, np.random.default_rng(1))
     assert info.source == "synthetic" and info.family in swap_ds.synth[1]
     assert out.shape == original.shape and np.array_equal(out[cell], original[cell])
     assert (out[~cell] != original[~cell]).mean() > 0.5
+
+
+def test_synthetic_share_sets_where_the_backgrounds_come_from(toy_dataset):
+    from evbattery.data.loaders import CachedDataset
+
+    layout = DatasetLayout(toy_dataset)
+    rng = np.random.default_rng(2)
+    for share, expected in ((0.0, {"photo"}), (1.0, {"synthetic"})):
+        ds = CachedDataset(layout, "train", "images", SIZE, train=True, swap_prob=1.0, synth_share=share, limit=6)
+        assert {ds.swapped(i % 6, rng)[1].source for i in range(24)} == expected
+    ds = CachedDataset(layout, "train", "images", SIZE, train=True, swap_prob=1.0, synth_share=0.5, limit=6)
+    assert {ds.swapped(i % 6, rng)[1].source for i in range(60)} == {"photo", "synthetic"}
 
 
 def test_getitem_with_swap_returns_augmented_uint8(swap_ds):

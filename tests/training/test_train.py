@@ -26,7 +26,7 @@ def test_debiased_training_writes_checkpoints_and_run_files(debiased_run):
     meta = ckpt["meta"]
     assert set(meta) >= META_KEYS
     assert meta["name"] == "images_debiased" and meta["input_type"] == "images" and meta["arch"] == "resnet18"
-    assert meta["debias"] == {"method": "bg-swap", "swap_prob": 0.5}
+    assert meta["debias"] == {"method": "bg-swap", "swap_prob": 0.5, "synth_share": 0.25}
     assert meta["classes"] == ["cylindrical", "pouch", "prismatic"] and meta["image_size"] == SIZE
     assert meta["pretrained"] == "none" and meta["config"] == cfg.as_dict()
     assert meta["dataset_fingerprint"] != "no-card"

@@ -28,7 +28,7 @@ from evbattery.imageio import ImageDecodeError, ImageTooLargeError, load_mask, l
 
 log = logging.getLogger(__name__)
 
-# Fraction of swaps that use a freshly generated synthetic background instead of another photo.
+# Default fraction of swaps that use a freshly generated synthetic background instead of another photo.
 SYNTH_SWAP_SHARE = 0.25
 
 
@@ -104,7 +104,7 @@ class CachedDataset(Dataset):
     def __init__(self, layout: DatasetLayout, split: str, kind: str, image_size: int, train: bool = False,
                  limit: int | None = None, swap_prob: float = 0.0, seed: int = 0, progress: bool = False,
                  zoom_prob: float = 0.0, bg_fade: bool = False, mask_targets: bool = False,
-                 batch_augment: bool = False) -> None:
+                 batch_augment: bool = False, synth_share: float = SYNTH_SWAP_SHARE) -> None:
         self.layout, self.split, self.kind, self.size, self.train = layout, split, kind, image_size, train
         self.classes = list(layout.classes)
         samples = layout.require_split(split)
@@ -114,6 +114,7 @@ class CachedDataset(Dataset):
             samples = [samples[i] for i in sorted(idx)]
         self.samples: list[Sample] = samples
         self.swap_prob = swap_prob if train else 0.0
+        self.synth_share = synth_share
         self.zoom_prob = zoom_prob if train and kind != "masks" else 0.0
         self.bg_fade = bg_fade and train and kind == "images"
         self.mask_targets = mask_targets and kind != "masks"
@@ -172,7 +173,7 @@ class CachedDataset(Dataset):
         assert self.masks is not None, "bg-swap needs masks in the cache"
         image = self.images[i].permute(1, 2, 0).numpy()   # (S,S,3) uint8 view
         mask = self.masks[i].numpy()
-        if self.synth is not None and rng.random() < SYNTH_SWAP_SHARE:
+        if self.synth is not None and rng.random() < self.synth_share:
             render, families = self.synth
             family = str(rng.choice(families))
             bg = np.asarray(render(family, self.size, rng), dtype=np.uint8)[: self.size, : self.size, :3]

@@ -18,7 +18,7 @@ TRACKERS = ("wandb", "none")
 SEGMENTER_ARCHS = ("unet_resnet18", "lraspp_mobilenet_v3_large")  # = evbattery.models.segmenter.ARCHS
 # Fields that must match for --resume to continue a run (the rest, e.g. workers or tracker, may change).
 RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size", "seed", "pretrained", "zoom_prob",
-                     "debias", "swap_prob", "bg_fade_epochs", "name", "limit_train", "epochs", "scheduler", "segmenter_arch",
+                     "debias", "swap_prob", "swap_synth_share", "bg_fade_epochs", "name", "limit_train", "epochs", "scheduler", "segmenter_arch",
                      "head", "mask_loss_weight")
 HEADS = ("avgpool", "mask_attention")  # = evbattery.models.classifier.HEADS
 
@@ -43,6 +43,7 @@ class TrainConfig:
     resume: bool = False            # continue from model/last_<name>.pth
     debias: str | None = None       # None | bg-swap (background-randomised training, issue 8)
     swap_prob: float = 1.0          # probability of a background swap per training sample (1 = Mixed-Rand only)
+    swap_synth_share: float = 0.25  # share of swaps onto a freshly rendered background, not another photo's
     zoom_prob: float = 0.0          # probability of an object-preserving zoom crop (classifiers only)
     bg_fade_epochs: int = 0         # images only: the background fades in from the cutout fill over this many
                                     # epochs (alpha (e+1)/(N+1)); a start for a model begun from the cutout model
@@ -78,6 +79,8 @@ class TrainConfig:
             raise ValueError("--head applies to the classifiers (--input-type images | cutouts), not the segmenter")
         if self.mask_loss_weight < 0:
             raise ValueError(f"mask_loss_weight must be >= 0, got {self.mask_loss_weight}")
+        if not 0.0 <= self.swap_synth_share <= 1.0:
+            raise ValueError(f"swap_synth_share {self.swap_synth_share} must be within [0, 1]")
         if not 0.0 <= self.swap_prob <= 1.0:
             raise ValueError(f"swap_prob {self.swap_prob} must be within [0, 1]")
         if not 0.0 <= self.zoom_prob <= 1.0:

@@ -156,7 +156,7 @@ def load_data(cfg: TrainConfig) -> tuple[CachedDataset, CachedDataset, DataLoade
     train_ds = CachedDataset(layout, "train", cfg.input_type, cfg.image_size, train=True, limit=cfg.limit_train,
                              swap_prob=swap, seed=cfg.seed, progress=progress, zoom_prob=cfg.zoom_prob,
                              bg_fade=cfg.bg_fade_epochs > 0, mask_targets=cfg.head == "mask_attention",
-                             batch_augment=cfg.batch_augment)
+                             batch_augment=cfg.batch_augment, synth_share=cfg.swap_synth_share)
     val_ds = CachedDataset(layout, "val", cfg.input_type, cfg.image_size, progress=progress)
     if cfg.input_type != "masks":
         check_classes(train_ds)
@@ -303,7 +303,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     config = cfg.as_dict()
     meta = {"name": cfg.model_name, **meta_base, "image_size": cfg.image_size, "mean": MEAN, "std": STD,
             "config": config, "dataset_fingerprint": layout.fingerprint(), "dataset_root": str(layout.root),
-            "debias": {"method": cfg.debias, "swap_prob": cfg.swap_prob} if cfg.debias else None}
+            "debias": {"method": cfg.debias, "swap_prob": cfg.swap_prob, "synth_share": cfg.swap_synth_share}
+            if cfg.debias else None}
     tracker = None
     if main_proc:
         tracker = Tracker(cfg.runs_dir, run_id, {**config, "pretrained_weights": meta["pretrained"],
