@@ -100,8 +100,8 @@ def classifier_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint")
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
-        raise CheckpointError(f"{source}: weights do not fit resnet18 ({head}) with {len(classes)} classes "
-                              f"{classes}: {str(e).splitlines()[0]}") from e
+        raise CheckpointError(f"{source}: weights do not fit resnet18 with {len(classes)} classes {classes} "
+                              f"and the {head} head: {str(e).splitlines()[0]}") from e
     return model.eval()
 
 
