@@ -53,6 +53,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
 
     model.train()
     loss_sum = correct = count = n_img = mask_sum = 0.0
+    has_mask_head = False
     t0 = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
     for x, y, *masks in bar:
@@ -72,6 +73,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
             mask_loss = mask_attention_loss(out.mask_logits, masks[0])
             loss = criterion(logits.float(), y) + mask_loss_weight * mask_loss
             mask_sum += mask_loss.item() * len(x)
+            has_mask_head = True
         else:
             logits = _logits(out)
             loss = criterion(logits.float(), y)
@@ -89,7 +91,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     loss_sum, correct, count, n_img, mask_sum = dist.all_reduce_sum([loss_sum, correct, count, n_img, mask_sum])
     secs = time.perf_counter() - t0
     out = {"loss": loss_sum / max(n_img, 1), "acc": correct / max(count, 1), "img_per_s": n_img / secs}
-    return {**out, "mask_loss": mask_sum / max(n_img, 1)} if mask_sum else out
+    return {**out, "mask_loss": mask_sum / max(n_img, 1)} if has_mask_head else out
 
 
 @torch.inference_mode()
