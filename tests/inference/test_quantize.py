@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from evbattery.cli import app
 from evbattery.imageio import load_rgb
 from evbattery.inference.predictor import Predictor
-from evbattery.inference.quantize import agreement_report, calibration_images, quantize_int8
+from evbattery.inference.quantize import (agreement_report, calibration_images, cpu_has_vnni,
+                                          default_reduce_range, quantize_int8)
 from evbattery.inference.service import load_predictors
 
 
@@ -65,14 +66,49 @@ def test_int8_follows_a_trained_fp32_model(toy_dataset: Path, tmp_path: Path) ->
     fp32 = Predictor.from_checkpoint(tmp_path / "model" / "best_model_images.pth", fast=False)
     calib = calibration_images(toy_dataset, "images", 36)
     assert len(calib) == 36
-    path = quantize_int8(fp32, tmp_path / "images.int8.onnx", calib, "toy")
+    path = quantize_int8(fp32, tmp_path / "images.int8.onnx", calib, "toy")  # weight bits chosen for this CPU
     int8 = Predictor.from_onnx(path)
     assert int8.precision == "int8" and int8.image_size == 32
-    report = agreement_report(fp32, int8, [load_rgb(p) for p, _, _ in toy_test_files(toy_dataset)])
-    # measured: 0.89 agreement, mean probability gap 0.03 (the two that flip are near-ties in fp32)
-    assert report["top1_agreement"] >= 0.8 and report["mean_prob_diff"] < 0.08, report
+    assert int8.meta["quantization"]["weight_bits"] == (7 if default_reduce_range() else 8)
+    # every photo of the set (72), not only the 18 test ones: with 18 one near-tie is 5.6 points of agreement
+    photos = [load_rgb(p) for p in sorted(toy_dataset.glob("*/images/*/*"))]
+    assert len(photos) == 72
+    report = agreement_report(fp32, int8, photos)
+    # measured on AVX2 without VNNI (7-bit weights): 0.94 agreement, mean probability gap 0.039; with 8-bit
+    # weights there the same model gave 0.86 / 0.092 (saturating int16 accumulation)
+    assert report["top1_agreement"] >= 0.85 and report["mean_prob_diff"] < 0.07, report
     with pytest.raises(ValueError, match="calibration image"):
         quantize_int8(fp32, tmp_path / "x.onnx", [], "none")
+
+
+def test_weight_bits_follow_the_cpu_and_the_flag(model_dir: Path, toy_dataset: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """7-bit weights on x86 without VNNI, 8-bit with it; --full-range / --reduce-range override; recorded."""
+    import evbattery.inference.quantize as quantize
+
+    monkeypatch.setattr(quantize.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(quantize, "cpu_has_vnni", lambda: False)
+    assert quantize.default_reduce_range() is True
+    monkeypatch.setattr(quantize, "cpu_has_vnni", lambda: True)
+    assert quantize.default_reduce_range() is False
+    monkeypatch.setattr(quantize.platform, "machine", lambda: "aarch64")
+    assert quantize.default_reduce_range() is False
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert cpu_has_vnni() == any(f in flags.split() for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+    models = tmp_path / "model"
+    models.mkdir()
+    shutil.copy(model_dir / "best_model_images.pth", models)
+    for flag, bits in (("--full-range", 8), ("--reduce-range", 7)):
+        out = tmp_path / flag.strip("-")
+        res = CliRunner().invoke(app, ["export", "onnx", "--model-dir", str(models), "--out", str(out), "--int8",
+                                       "--data", str(toy_dataset), "--calib-n", "4", "--check-n", "0", flag],
+                                 env={"EVBATTERY_REPORTS_DIR": str(tmp_path / "reports")})
+        assert res.exit_code == 0, res.output
+        assert f"{bits}-bit weights" in res.output
+        assert Predictor.from_onnx(out / "images.int8.onnx").meta["quantization"]["weight_bits"] == bits
+        report = json.loads((tmp_path / "reports" / "export_onnx.json").read_text())
+        assert [r["weight_bits"] for r in report["files"] if r["precision"] == "int8"] == [bits]
 
 
 def test_onnx_int8_backend_names_the_missing_file(model_dir: Path, tmp_path: Path) -> None:

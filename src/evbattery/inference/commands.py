@@ -167,13 +167,17 @@ def export_onnx_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
                                               "agreement check (default $EVBATTERY_DATA_DIR or data/processed)."),
                     calib_n: int = typer.Option(64, "--calib-n", min=1, help="Calibration images per model."),
                     check_n: int = typer.Option(150, "--check-n", min=0, help="Val images to compare int8 "
-                                                "with fp32 on (0 = skip).")) -> None:
+                                                "with fp32 on (0 = skip)."),
+                    reduce_range: bool = typer.Option(None, "--reduce-range/--full-range", help="7-bit or 8-bit "
+                                                      "int8 weights (default: 7-bit on x86 CPUs without VNNI, "
+                                                      "whose int8 kernels saturate).")) -> None:
     """Export every best_model_<name>.pth to <out>/<name>.onnx (fp32, dynamic batch, self-contained)."""
     from evbattery.config import get_settings
     from evbattery.data.layout import DatasetError
     from evbattery.inference.onnx import export_onnx
     from evbattery.inference.predictor import Predictor
-    from evbattery.inference.quantize import agreement_report, calibration_images, int8_path, quantize_int8
+    from evbattery.inference.quantize import (agreement_report, calibration_images, default_reduce_range, int8_path,
+                                              quantize_int8)
     from evbattery.models.checkpoint import CheckpointError
     from evbattery.models.registry import discover_models
     from evbattery.reports import write_json_report
@@ -185,6 +189,8 @@ def export_onnx_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
     found = discover_models(model_dir)
     if not found:
         fail(f"{model_dir}: no best_model_<name>.pth checkpoints to export")
+    if reduce_range is None:
+        reduce_range = default_reduce_range()
     rows = []
     for name, path in found.items():
         info(f"exporting {path} ...")
@@ -202,9 +208,12 @@ def export_onnx_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
             check = calibration_images(data, pred.input_type, check_n, split="val") if check_n else []
         except (DatasetError, FileNotFoundError) as e:
             fail(f"--int8 needs a dataset to calibrate on: {e}")
-        info(f"quantizing {name} to int8 ({len(calib)} calibration {pred.input_type} from {data}) ...")
-        q = quantize_int8(pred, int8_path(out, name), calib, calibration_source=str(data), fp32_onnx=target)
-        rows.append({"model": name, "precision": "int8", "checkpoint": str(path), "onnx": str(q),
+        info(f"quantizing {name} to int8, {7 if reduce_range else 8}-bit weights ({len(calib)} calibration "
+             f"{pred.input_type} from {data}) ...")
+        q = quantize_int8(pred, int8_path(out, name), calib, calibration_source=str(data), fp32_onnx=target,
+                          reduce_range=reduce_range)
+        rows.append({"model": name, "precision": "int8", "weight_bits": 7 if reduce_range else 8,
+                     "checkpoint": str(path), "onnx": str(q),
                      "mb": round(q.stat().st_size / 2**20, 2),
                      "vs_fp32": agreement_report(pred, Predictor.from_onnx(q), check)})
     write_json_report("export_onnx", {"model_dir": str(model_dir), "out": str(out), "files": rows})
