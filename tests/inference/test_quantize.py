@@ -14,8 +14,13 @@ from typer.testing import CliRunner
 from evbattery.cli import app
 from evbattery.imageio import load_rgb
 from evbattery.inference.predictor import Predictor
-from evbattery.inference.quantize import (agreement_report, calibration_images, cpu_has_vnni,
-                                          default_reduce_range, quantize_int8)
+from evbattery.inference.quantize import (
+    agreement_report,
+    calibration_images,
+    cpu_has_vnni,
+    default_reduce_range,
+    quantize_int8,
+)
 from evbattery.inference.service import load_predictors
 
 

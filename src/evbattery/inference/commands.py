@@ -176,8 +176,13 @@ def export_onnx_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
     from evbattery.data.layout import DatasetError
     from evbattery.inference.onnx import export_onnx
     from evbattery.inference.predictor import Predictor
-    from evbattery.inference.quantize import (agreement_report, calibration_images, default_reduce_range, int8_path,
-                                              quantize_int8)
+    from evbattery.inference.quantize import (
+        agreement_report,
+        calibration_images,
+        default_reduce_range,
+        int8_path,
+        quantize_int8,
+    )
     from evbattery.models.checkpoint import CheckpointError
     from evbattery.models.registry import discover_models
     from evbattery.reports import write_json_report
