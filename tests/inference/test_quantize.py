@@ -98,8 +98,11 @@ def test_weight_bits_follow_the_cpu_and_the_flag(model_dir: Path, toy_dataset: P
     assert quantize.default_reduce_range() is False
     monkeypatch.setattr(quantize.platform, "machine", lambda: "aarch64")
     assert quantize.default_reduce_range() is False
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    assert cpu_has_vnni() == any(f in flags.split() for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    zen3, zen4 = tmp_path / "zen3", tmp_path / "zen4"  # flag lines as /proc/cpuinfo writes them
+    zen3.write_text("processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma vaes\n")
+    zen4.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert cpu_has_vnni(zen3) is False and cpu_has_vnni(zen4) is True
+    assert cpu_has_vnni(tmp_path / "no-such-file") is False  # not Linux: no claim of VNNI
 
     models = tmp_path / "model"
     models.mkdir()

@@ -217,10 +217,10 @@ def export_onnx_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
              f"{pred.input_type} from {data}) ...")
         q = quantize_int8(pred, int8_path(out, name), calib, calibration_source=str(data), fp32_onnx=target,
                           reduce_range=reduce_range)
-        rows.append({"model": name, "precision": "int8", "weight_bits": 7 if reduce_range else 8,
-                     "checkpoint": str(path), "onnx": str(q),
-                     "mb": round(q.stat().st_size / 2**20, 2),
-                     "vs_fp32": agreement_report(pred, Predictor.from_onnx(q), check)})
+        quantized = Predictor.from_onnx(q)
+        rows.append({"model": name, "precision": "int8", "weight_bits": quantized.meta["quantization"]["weight_bits"],
+                     "checkpoint": str(path), "onnx": str(q), "mb": round(q.stat().st_size / 2**20, 2),
+                     "vs_fp32": agreement_report(pred, quantized, check)})
     write_json_report("export_onnx", {"model_dir": str(model_dir), "out": str(out), "files": rows})
     table("ONNX export", ["model", "precision", "onnx", "MB", "top-1 = fp32"],
           [(r["model"], r["precision"], r["onnx"], r["mb"],

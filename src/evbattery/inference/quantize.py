@@ -51,10 +51,10 @@ def calibration_images(data_dir: Path, input_type: str, n: int = 64, split: str 
     return [load_rgb(s.path(kind)) for s in samples[::step][:n]]
 
 
-def cpu_has_vnni() -> bool:
+def cpu_has_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """True when this CPU has an int8 dot-product instruction (AVX512-VNNI / AVX-VNNI) that does not saturate."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = Path(cpuinfo).read_text()
     except OSError:
         return False
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
