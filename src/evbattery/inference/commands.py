@@ -58,7 +58,10 @@ def predict_cmd(
                                    "or model/)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward pass."),
 ) -> None:
-    """Classify images with one, two or all models; results on stdout, progress on stderr."""
+    """Classify images with one, two or all models; results on stdout, progress on stderr.
+
+    An unreadable image is skipped and named; the others are still classified, and the exit code is 1.
+    """
     import numpy as np
     from tqdm import tqdm
 
@@ -87,20 +90,30 @@ def predict_cmd(
         except (ImageDecodeError, FileNotFoundError) as e:
             fail(f"--mask {mask}: {e}")
     rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []  # unreadable files: named, left out, and the exit code says so
     needs_cutout = svc.needs_cutout(names)
     with tqdm(total=len(files), desc="predict", unit="img", disable=None) as bar:
         for i in range(0, len(files), batch_size):
-            chunk, photos, cutouts, sources = files[i:i + batch_size], [], [], []
-            for f in chunk:
+            batch, chunk, photos, cutouts, sources = files[i:i + batch_size], [], [], [], []
+            for f in batch:
                 try:
                     img, alpha = decode_image_with_alpha(f, max_pixels=settings.max_pixels)
-                    photo = np.asarray(img)
+                except (ImageDecodeError, ImageTooLargeError) as e:  # the message names the file
+                    info(f"[yellow]skipped:[/] {e}")
+                    skipped.append({"file": str(f), "error": str(e)})
+                    continue
+                photo = np.asarray(img)
+                try:
                     cut, _, src = cutout_for(photo, uploaded, alpha, svc.segmenter) if needs_cutout else (None, 0, None)
-                except (ImageDecodeError, ImageTooLargeError, MaskSizeError, NoSegmenterError) as e:
+                except (MaskSizeError, NoSegmenterError) as e:
                     fail(f"{f}: {e}")
+                chunk.append(f)
                 photos.append(photo)
                 cutouts.append(cut)
                 sources.append(src)
+            bar.update(len(batch))
+            if not chunk:
+                continue
             per_model = {n: svc.predictors[n].predict(cutouts if svc.predictors[n].input_type == "cutouts"
                                                       else photos, batch_size=batch_size) for n in names}
             for j, f in enumerate(chunk):
@@ -110,9 +123,12 @@ def predict_cmd(
                     rows.append({"file": str(f), **p.as_dict(), "mask_source": sources[j] if
                                  svc.predictors[n].input_type == "cutouts" else None,
                                  **({"agree": summary["agree"]} if summary else {})})
-            bar.update(len(chunk))
-    write_json_report("predictions", {"model_dir": str(model_dir), "models": names, "predictions": rows})
-    emit(rows, fmt, names)
+    report = write_json_report("predictions", {"model_dir": str(model_dir), "models": names,
+                                               "predictions": rows, "skipped": skipped})
+    if rows:
+        emit(rows, fmt, names)
+    if skipped:
+        fail(f"{len(skipped)} of {len(files)} files could not be read and were skipped (named above and in {report})")
 
 
 def emit(rows: list[dict[str, Any]], fmt: str, names: list[str]) -> None:
