@@ -5,6 +5,7 @@ assembles them. Command modules import heavy libraries (torch) inside the comman
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import typer
 
@@ -18,6 +19,15 @@ app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
 app.add_typer(export_app, name="export")
 app.add_typer(experiment_app, name="experiment")
+
+# The folders commands read and write default to the EVBATTERY_* variables (config.py), so one export
+# moves a whole workflow (data -> train -> evaluate -> bias -> serve); a flag still wins.
+DataDir = typer.Option(Path("data/processed"), "--data", "-d", envvar="EVBATTERY_DATA_DIR",
+                       help="Dataset root (the folder with dataset.json).")
+DataOut = typer.Option(Path("data/processed"), "--out", "-o", envvar="EVBATTERY_DATA_DIR", help="Dataset root to write.")
+ModelDir = typer.Option(Path("model"), "--model-dir", envvar="EVBATTERY_MODEL_DIR", help="Checkpoint folder.")
+RunsDir = typer.Option(Path("runs"), "--runs-dir", envvar="EVBATTERY_RUNS_DIR",
+                       help="Per-run logs (config.json, metrics.jsonl).")
 
 
 @app.callback()

@@ -213,6 +213,25 @@ def test_bias_cli_without_segmenter(toy_dataset: Path, model_dir_no_segmenter: P
     assert logged["bias/images/bg_gap"] == pytest.approx(report["evaluations"]["images"]["bg_gap"])
 
 
+def test_bias_cli_folders_default_to_the_evbattery_variables(toy_dataset: Path, model_dir_no_segmenter: Path,
+                                                             tmp_path: Path) -> None:
+    """With EVBATTERY_* set and no flags, the suite reads and writes where the variables say (as the demo,
+    the UI and the API do), not in ./reports, ./model, ./data/processed."""
+    from typer.testing import CliRunner
+
+    from evbattery.cli import app
+
+    env = {"EVBATTERY_DATA_DIR": str(toy_dataset), "EVBATTERY_MODEL_DIR": str(model_dir_no_segmenter),
+           "EVBATTERY_REPORTS_DIR": str(tmp_path / "rep"), "EVBATTERY_RUNS_DIR": str(tmp_path / "runs")}
+    r = CliRunner().invoke(app, ["bias", "--limit", "6", "--cam-limit", "2", "--tracker", "wandb"], env=env)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "rep" / "bias" / "report.json").read_text())
+    assert report["n_images"] == 6 and report["data_dir"] == str(toy_dataset)
+    assert list((tmp_path / "runs").glob("*/metrics.jsonl"))
+    r = CliRunner().invoke(app, ["bias", "--tracker", "none"], env={**env, "EVBATTERY_DATA_DIR": str(tmp_path / "gone")})
+    assert r.exit_code != 0 and "gone does not exist" in r.output
+
+
 def test_bias_cli_errors_name_the_problem(toy_dataset: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

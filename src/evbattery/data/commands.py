@@ -6,11 +6,9 @@ from pathlib import Path
 
 import typer
 
-from evbattery.cli import data_app
+from evbattery.cli import DataDir, DataOut, data_app
 from evbattery.config import SPLITS
 from evbattery.console import fail, info
-
-DataDir = typer.Option(Path("data/processed"), "--data", "-d", help="Dataset root (the folder with dataset.json).")
 
 
 @data_app.command("cutouts")
@@ -33,7 +31,7 @@ def cutouts_cmd(data: Path = DataDir,
 
 
 # -- importers and check ---------------------------------------------------------------------------
-OutDir = typer.Option(Path("data/processed"), "--out", "-o", help="Dataset root to create.")
+OutDir = DataOut
 Seed = typer.Option(42, "--seed", help="Seed of the split into train / val / test.")
 Overwrite = typer.Option(False, "--overwrite", help="Replace a non-empty output folder.")
 ValFraction = typer.Option(0.15, "--val-fraction", help="Share of source photos per class for val.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evbattery.cli import app, experiment_app
+from evbattery.cli import DataDir, ModelDir, RunsDir, app, experiment_app
 from evbattery.config import SPLITS
 from evbattery.console import fail, info, table
 
@@ -14,17 +14,19 @@ from evbattery.console import fail, info, table
 @app.command("bias")
 def bias_cmd(
     split: str = typer.Option("test", "--split", help="Split to build the variants from."),
-    data: Path = typer.Option(Path("data/processed"), "--data", "-d", help="Dataset root."),
-    model_dir: Path = typer.Option(Path("model"), "--model-dir", help="Folder with best_model_<name>.pth "
-                                   "(and segmenter.pth for predicted-mask cutouts)."),
-    out: Path = typer.Option(Path("reports/bias"), "--out", help="Report folder."),
+    data: Path = DataDir,
+    model_dir: Path = ModelDir,
+    out: Path | None = typer.Option(None, "--out", help="Report folder (default <reports>/bias)."),
     seed: int = typer.Option(0, "--seed", help="Seed of partner choice, subsets and examples."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use a seeded subset of N images."),
     cam_limit: int = typer.Option(96, "--cam-limit", min=1, help="Images per model for Grad-CAM energy."),
     tracker: str = typer.Option("wandb", "--tracker", help="wandb | none."),
-    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Per-run logs of the tracker."),
+    runs_dir: Path = RunsDir,
 ) -> None:
     """Backgrounds-Challenge variants, BG-Gap, worst-group accuracy and Grad-CAM for every model."""
+    from evbattery.reports import reports_dir
+
+    out = out or reports_dir() / "bias"
     if split not in SPLITS:
         fail(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
     if not data.is_dir():
@@ -56,14 +58,17 @@ def bias_cmd(
 def bias_sweep_cmd(
     levels: str = typer.Option("0,0.5,0.9,0.99", "--levels", help="Comma-separated bias levels rho in [0, 1]."),
     profile: str = typer.Option("quick", "--profile", help="quick (2-core CPU, <= 20 min) | medium (~46 min per level here) | full (a bigger machine) | smoke (tests)."),
-    out: Path = typer.Option(Path("reports/sweep"), "--out", help="Sweep folder (data, models, reports per level)."),
+    out: Path | None = typer.Option(None, "--out", help="Sweep folder: data, models, reports per level "
+                                    "(default <reports>/sweep)."),
     seed: int = typer.Option(0, "--seed", help="Seed of data generation, training and the suite."),
     segmenter: Path | None = typer.Option(None, "--segmenter", help="Reuse this segmenter.pth instead of training."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the time estimate only."),
 ) -> None:
     """For each rho: synthesise data, train the models (+ segmenter), run the bias suite; then plot."""
     from evbattery.evaluation.sweep import PROFILES, estimate_seconds, run_sweep, sweep_rows
+    from evbattery.reports import reports_dir
 
+    out = out or reports_dir() / "sweep"
     if profile not in PROFILES:
         fail(f"--profile {profile!r}: expected one of {', '.join(PROFILES)}")
     try:

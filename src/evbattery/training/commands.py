@@ -7,14 +7,11 @@ from pathlib import Path
 
 import typer
 
-from evbattery.cli import app, bench_app
+from evbattery.cli import DataDir, ModelDir, RunsDir, app, bench_app
 from evbattery.console import fail, info, print_json, table
 from evbattery.training.config import DEFAULT_WORKERS
 
-DataDir = typer.Option(Path("data/processed"), "--data", "-d", help="Dataset root (the folder with dataset.json).")
-ModelDir = typer.Option(Path("model"), "--model-dir", help="Checkpoint folder.")
 ConfigFile = typer.Option(None, "--config", help="configs/*.py file of assignments (explicit flags win).")
-RunsDir = typer.Option(Path("runs"), "--runs-dir", help="Per-run logs (config.json, metrics.jsonl).")
 
 
 @app.command("train")

@@ -78,10 +78,12 @@ def demo_steps(data: Path, model_dir: Path, reports: Path, p: dict = QUICK) -> l
                                    batch_size=p["batch_size"], pretrained="auto", tracker="none"))
         return run
 
+    dirs = ("--data", str(data), "--model-dir", str(model_dir))
+
     def evaluate() -> None:
         for name in ("images", "cutouts"):
-            _cli("evaluate", "--model", name, "--tracker", "none")
-        _cli("evaluate", "--cross", "--tracker", "none")
+            _cli("evaluate", "--model", name, *dirs, "--tracker", "none")
+        _cli("evaluate", "--cross", *dirs, "--tracker", "none")
 
     def train_s(kind: str) -> float:
         from evbattery.evaluation.sweep import SEGMENTER_SPEED
@@ -104,7 +106,7 @@ def demo_steps(data: Path, model_dir: Path, reports: Path, p: dict = QUICK) -> l
         Step("evaluate every model on the test split (and every model x input kind)",
              "evbattery.evaluation.evaluate", (reports / "eval_cross_test.json").is_file, evaluate, 30),
         Step("background-bias suite → reports/bias", "evbattery.evaluation.bias",
-             (reports / "bias" / "report.md").is_file, lambda: _cli("bias", "--tracker", "none", "--cam-limit", "48"), 60),
+             (reports / "bias" / "report.md").is_file, lambda: _cli("bias", *dirs, "--out", str(reports / "bias"), "--tracker", "none", "--cam-limit", "48"), 60),
     ]
 
 

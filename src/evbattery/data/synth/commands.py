@@ -8,13 +8,12 @@ from pathlib import Path
 
 import typer
 
-from evbattery.cli import bench_app, data_app
+from evbattery.cli import DataDir, DataOut, bench_app, data_app
 from evbattery.console import fail, info, print_json, table
 
 DIFFICULTY_LIMITS = {"images": 0.50, "cutouts": 0.55}
-OutDir = typer.Option(Path("data/processed"), "--out", "-o", help="Dataset root to write.")
-DataDir = typer.Option(Path("data/processed"), "--data", "-d", help="Dataset root.")
-PreviewOut = typer.Option(Path("reports/synth_preview.png"), "--out", "-o", help="PNG to write.")
+OutDir = DataOut
+PreviewOut = typer.Option(None, "--out", "-o", help="PNG to write (default <reports>/synth_preview.png).")
 
 
 @data_app.command("synth")
@@ -48,7 +47,7 @@ def synth_cmd(
 @data_app.command("preview")
 def preview_cmd(
     data: Path = DataDir,
-    out: Path = PreviewOut,
+    out: Path | None = PreviewOut,
     n: int = typer.Option(24, "--n", help="Number of photos on the sheet."),
     tile: int = typer.Option(160, "--tile", help="Tile side in pixels."),
     colors: int = typer.Option(0, "--colors", help="Palette PNG with this many colours (0 = full colour)."),
@@ -56,7 +55,9 @@ def preview_cmd(
     """Contact sheet: photos with class + family captions and mask outlines."""
     from evbattery.data.layout import DatasetError
     from evbattery.data.synth.preview import write_contact_sheet
+    from evbattery.reports import reports_dir
 
+    out = out or reports_dir() / "synth_preview.png"
     if n < 1:
         fail(f"--n must be >= 1, got {n}")
     if not 0 <= colors <= 256:
