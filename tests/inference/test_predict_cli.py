@@ -50,8 +50,8 @@ def test_predict_csv_with_mask_and_all(model_dir: Path, toy_dataset: Path, tmp_p
 
 
 def test_predict_errors_are_one_line(model_dir: Path, toy_dataset: Path, tmp_path: Path) -> None:
-    res = CliRunner().invoke(app, ["predict", str(tmp_path / "missing.jpg"), "--model-dir", str(model_dir)])
-    assert res.exit_code != 0 and "missing.jpg" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "missing[red].jpg"), "--model-dir", str(model_dir)])
+    assert res.exit_code != 0 and "missing[red].jpg" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["predict", str(toy_dataset / "test"), "--model", "nope",
                                    "--model-dir", str(model_dir)])
     assert res.exit_code != 0 and "nope" in res.output
@@ -66,22 +66,22 @@ def test_predict_skips_unreadable_files_and_says_so(model_dir: Path, toy_dataset
     folder.mkdir()
     for s in samples:
         shutil.copy(s.image, folder / s.image.name)
-    (folder / "a_not_an_image.jpg").write_text("hello")
+    (folder / "a_not_an_image[red].jpg").write_text("hello")  # "[red]" is shown as it is, not read as markup
     (folder / "b_truncated.jpg").write_bytes(samples[0].image.read_bytes()[:200])
     reports = tmp_path / "reports"
     res = CliRunner().invoke(app, ["predict", str(folder), "--model", "images", "--format", "json",
                                    "--model-dir", str(model_dir), "--batch-size", "2"],
                              env={"EVBATTERY_REPORTS_DIR": str(reports)})
     assert res.exit_code == 1
-    assert "a_not_an_image.jpg" in res.stderr and "b_truncated.jpg" in res.stderr
+    assert "a_not_an_image[red].jpg" in res.stderr and "b_truncated.jpg" in res.stderr
     assert "2 of 5 files could not be read" in res.stderr and "Traceback" not in res.output
     rows = json.loads(res.stdout)
     assert sorted(Path(r["file"]).name for r in rows) == sorted(s.image.name for s in samples)
     report = json.loads((reports / "predictions.json").read_text())
-    assert [Path(s["file"]).name for s in report["skipped"]] == ["a_not_an_image.jpg", "b_truncated.jpg"]
+    assert [Path(s["file"]).name for s in report["skipped"]] == ["a_not_an_image[red].jpg", "b_truncated.jpg"]
     assert len(report["predictions"]) == 3
     # Nothing readable at all: still one clear line per file, no empty table, exit 1.
-    res = CliRunner().invoke(app, ["predict", str(folder / "a_not_an_image.jpg"), "--model-dir", str(model_dir)],
+    res = CliRunner().invoke(app, ["predict", str(folder / "a_not_an_image[red].jpg"), "--model-dir", str(model_dir)],
                              env={"EVBATTERY_REPORTS_DIR": str(reports)})
     assert res.exit_code == 1 and "1 of 1 files could not be read" in res.stderr and res.stdout == ""
 

@@ -96,6 +96,8 @@ def import_folders_cmd(src: Path = typer.Argument(..., help="Folder of <class>/<
 @data_app.command("check")
 def check_cmd(data: Path = DataDir) -> None:
     """Report broken files, mismatched/empty masks, unknown classes, cross-split duplicates; count per split x class."""
+    from rich.markup import escape
+
     from evbattery.console import table
     from evbattery.data.check import check_dataset
     from evbattery.data.importing import counts_rows
@@ -103,7 +105,7 @@ def check_cmd(data: Path = DataDir) -> None:
 
     res = check_dataset(data)
     for p in res.problems:
-        info(f"[red]{p.kind}[/]: {p.path}: {p.detail}")
+        info(f"[red]{p.kind}[/]: {escape(f'{p.path}: {p.detail}')}")
     if res.counts:
         table(f"{data}: images per split and class", ["split", *next(iter(res.counts.values())), "total"],
               counts_rows(res.counts))

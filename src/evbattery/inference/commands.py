@@ -63,6 +63,7 @@ def predict_cmd(
     An unreadable image is skipped and named; the others are still classified, and the exit code is 1.
     """
     import numpy as np
+    from rich.markup import escape
     from tqdm import tqdm
 
     from evbattery.config import get_settings
@@ -99,7 +100,7 @@ def predict_cmd(
                 try:
                     img, alpha = decode_image_with_alpha(f, max_pixels=settings.max_pixels)
                 except (ImageDecodeError, ImageTooLargeError) as e:  # the message names the file
-                    info(f"[yellow]skipped:[/] {e}")
+                    info(f"[yellow]skipped:[/] {escape(str(e))}")
                     skipped.append({"file": str(f), "error": str(e)})
                     continue
                 photo = np.asarray(img)
