@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from evbattery.config import CLASSES, IMAGENET_MEAN, IMAGENET_STD
+from evbattery.core.config import CLASSES, IMAGENET_MEAN, IMAGENET_STD
 from evbattery.data.layout import DatasetLayout
 from evbattery.data.loaders import CachedDataset
 from evbattery.data.transforms import normalize

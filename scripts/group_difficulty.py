@@ -30,9 +30,9 @@ import numpy as np
 from scipy import ndimage, stats
 from tqdm import tqdm
 
+from evbattery.core.imageio import load_mask, load_rgb
+from evbattery.core.io import write_json_report
 from evbattery.data.layout import DatasetLayout
-from evbattery.imageio import load_mask, load_rgb
-from evbattery.reports import write_json_report
 
 
 def photo_contrast(image: np.ndarray, mask: np.ndarray, ring: int) -> tuple[float, float]:

@@ -21,8 +21,8 @@ import json
 import numpy as np
 from tqdm import tqdm
 
+from evbattery.core.io import write_json_report
 from evbattery.data.synth.generate import plan, render_task
-from evbattery.reports import write_json_report
 
 
 def rim_leak(n: int, size: int, seed: int) -> dict:

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from evbattery.core.imageio import load_mask
+from evbattery.core.io import write_json_report
 from evbattery.data.layout import DatasetLayout
 from evbattery.data.loaders import resize_mask
-from evbattery.imageio import load_mask
-from evbattery.reports import write_json_report
 
 
 def ceilings(layout: DatasetLayout, split: str, size: int, strides: tuple[int, ...] = (4, 8, 16)) -> dict[int, float]:

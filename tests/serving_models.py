@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evbattery.config import CLASSES
+from evbattery.core.config import CLASSES
+from evbattery.core.imageio import load_rgb
 from evbattery.data.layout import DatasetLayout
 from evbattery.data.transforms import normalize, resize_uint8
-from evbattery.imageio import load_rgb
 from evbattery.models.checkpoint import default_meta, save_checkpoint
 from evbattery.models.classifier import build_classifier
 from evbattery.models.registry import model_path

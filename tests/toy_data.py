@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from evbattery.config import CLASSES
+from evbattery.core.config import CLASSES
+from evbattery.core.imageio import load_rgb, save_jpeg, save_png
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetLayout
-from evbattery.imageio import load_rgb, save_jpeg, save_png
 
 FAMILIES = ("light", "dark")
 
@@ -57,3 +57,16 @@ def make_toy_dataset(root: Path, n: tuple[int, int, int] = (12, 6, 6), size: int
                 meta[f"{split}/{cls}/{stem}"] = {"class": cls, "background": family}
     layout.write_card({"source": {"kind": "toy", "seed": seed, "size": size}, "images": meta})
     return root
+
+
+SIZE = 32  # ResNet-18 runs at 32 px (layer4 is 1x1); keeps every training test to seconds
+
+
+def tiny_config(data: Path, out: Path, **kw):
+    """A 1-epoch, 32-px, batch-8, no-tracker TrainConfig writing under `out`."""
+    from evbattery.training.config import TrainConfig
+
+    base = {"data_dir": str(data), "model_dir": str(out / "model"), "runs_dir": str(out / "runs"), "epochs": 1,
+            "batch_size": 8, "image_size": SIZE, "workers": 0, "tracker": "none", "pretrained": "none",
+            "progress": False}
+    return TrainConfig(**{**base, **kw})

@@ -5,6 +5,6 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":
-    from evbattery.cli import app
+    from evbattery.cli.app import app
 
     sys.exit(app(["evaluate", *sys.argv[1:]], prog_name="python -m evbattery.evaluate"))

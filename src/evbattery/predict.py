@@ -7,7 +7,7 @@ import sys
 
 def main() -> None:
     """Run `evbattery predict` with the given arguments (INPUT_TYPE picks the model)."""
-    from evbattery.cli import app
+    from evbattery.cli.app import app
 
     app(["predict", *sys.argv[1:]], prog_name="python -m evbattery.predict")
 

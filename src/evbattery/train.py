@@ -12,11 +12,12 @@ def run(argv: list[str] | None = None) -> int:
 
     from evbattery.data.layout import DatasetError
     from evbattery.models.checkpoint import CheckpointError
-    from evbattery.training.train import config_from_args, get_args_parser, main
+    from evbattery.training.config import config_from_args, get_args_parser
+    from evbattery.training.train import main
 
     args = get_args_parser().parse_args(argv)
     try:
-        result = main(config_from_args(args, argv))
+        result = main(config_from_args(args))
     except (DatasetError, CheckpointError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import httpx
 from helpers import files
 from serving_models import toy_test_files
 
-from evbattery.imageio import load_rgb
+from evbattery.core.imageio import load_rgb
 from evbattery.inference.predictor import Predictor
 from evbattery.inference.quantize import calibration_images, int8_path, quantize_int8
 from evbattery.models.registry import discover_models

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evbattery.imageio import ImageDecodeError, ImageTooLargeError, decode_image, decode_image_with_alpha, decode_mask
+from evbattery.core.imageio import (
+    ImageDecodeError,
+    ImageTooLargeError,
+    decode_image,
+    decode_image_with_alpha,
+    decode_mask,
+)
 
 
 def _bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from evbattery.imageio import save_jpeg
+from evbattery.core.imageio import save_jpeg
 
 W, H = 40, 32  # not square, so a swapped width/height shows
 COCO_NAME = "instance_segmentation_annotations.json"

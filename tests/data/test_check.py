@@ -13,8 +13,8 @@ from recybat_fixture import build_recybat
 from typer.testing import CliRunner
 
 from evbattery.cli import app
+from evbattery.core.imageio import save_png
 from evbattery.data.layout import DatasetLayout
-from evbattery.imageio import save_png
 
 runner = CliRunner()
 

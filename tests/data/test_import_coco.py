@@ -11,9 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from evbattery.cli import app
+from evbattery.core.imageio import load_mask, save_jpeg, save_png
 from evbattery.data.importing import normalise_class, source_group
 from evbattery.data.layout import DatasetLayout
-from evbattery.imageio import load_mask, save_jpeg, save_png
 
 runner = CliRunner()
 W, H = 36, 28

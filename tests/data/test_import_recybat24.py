@@ -12,8 +12,8 @@ from recybat_fixture import COCO_NAME, H, Manifest, W, build_recybat
 from typer.testing import CliRunner
 
 from evbattery.cli import app
+from evbattery.core.imageio import load_mask, load_rgb
 from evbattery.data.layout import DatasetLayout
-from evbattery.imageio import load_mask, load_rgb
 
 runner = CliRunner()
 

@@ -10,13 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from evbattery.cli import app
-from evbattery.config import CLASSES, CUTOUT_FILL
+from evbattery.core.config import CLASSES, CUTOUT_FILL
+from evbattery.core.imageio import load_mask, load_rgb
 from evbattery.data.layout import DatasetError, DatasetLayout
 from evbattery.data.synth import generate as gen
 from evbattery.data.synth.backgrounds import FAMILIES, render_background
 from evbattery.data.synth.generate import HOME_FAMILIES, Task, generate_dataset, plan_split, render_task
 from evbattery.data.synth.scene import AREA_MAX, AREA_MIN, sample_area
-from evbattery.imageio import load_mask, load_rgb
 
 ARGS = {"n_train": 6, "n_val": 3, "n_test": 27, "size": 64, "bias": 0.5, "seed": 3}
 

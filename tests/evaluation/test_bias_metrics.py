@@ -16,7 +16,7 @@ from evbattery.evaluation.bias_metrics import (
     share_histogram,
     worst_group_noise,
 )
-from evbattery.explain.gradcam import energy_inside
+from evbattery.inference.gradcam import energy_inside
 
 
 def test_bg_gap_is_mixed_same_minus_mixed_rand() -> None:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from evbattery.config import CLASSES, IMAGENET_MEAN, IMAGENET_STD
+from evbattery.core.config import CLASSES, IMAGENET_MEAN, IMAGENET_STD
+from evbattery.core.imageio import load_rgb
 from evbattery.data.layout import DatasetLayout
 from evbattery.data.transforms import normalize, resize_uint8
 from evbattery.data.variants import VARIANT_NAMES
-from evbattery.imageio import load_rgb
 from evbattery.models.checkpoint import default_meta, save_checkpoint
 from evbattery.models.classifier import build_classifier
 
@@ -246,7 +246,7 @@ def test_bias_cli_errors_name_the_problem(toy_dataset: Path, tmp_path: Path) -> 
 
 def test_sweep_skips_finished_levels_and_plots_every_model(result, tmp_path: Path) -> None:
     from evbattery.evaluation.bias_report import write_bias_report
-    from evbattery.evaluation.sweep import PROFILES, level_dir, run_sweep
+    from evbattery.experiments.sweep import PROFILES, level_dir, run_sweep
 
     for rho in (0.0, 0.9):  # finished levels: run_sweep must neither generate nor train anything
         write_bias_report(result, level_dir(tmp_path, rho) / "bias")
@@ -263,7 +263,7 @@ def test_sweep_skips_finished_levels_and_plots_every_model(result, tmp_path: Pat
 
 
 def test_quick_profile_plan_fits_twenty_minutes() -> None:
-    from evbattery.evaluation.sweep import PROFILES, estimate_seconds
+    from evbattery.experiments.sweep import PROFILES, estimate_seconds
 
     assert estimate_seconds(PROFILES["quick"], 4) <= 20 * 60
     assert estimate_seconds(PROFILES["full"], 4) > estimate_seconds(PROFILES["quick"], 4)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from serving_models import toy_test_files
 
-from evbattery.imageio import load_mask, load_rgb
+from evbattery.core.imageio import load_mask, load_rgb
 from evbattery.inference.batching import BatchRunner
 from evbattery.inference.predictor import Predictor
 from evbattery.inference.service import ModelService

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evbattery.core.imageio import load_mask, load_rgb
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetLayout
-from evbattery.imageio import load_mask, load_rgb
 from evbattery.inference.cutouts import MaskSizeError, NoSegmenterError, cutout_for
 from evbattery.inference.service import NOTE_AGREE, NOTE_DISAGREE, ModelService, UnknownModelError
 from evbattery.models.checkpoint import save_checkpoint

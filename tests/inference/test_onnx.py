@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from serving_models import toy_test_files
 
-from evbattery.imageio import load_rgb
-from evbattery.inference.onnx import export_onnx, max_abs_diff, read_onnx_meta
+from evbattery.core.imageio import load_rgb
+from evbattery.inference.export import export_onnx
+from evbattery.inference.onnx import max_abs_diff, read_onnx_meta
 from evbattery.inference.predictor import Predictor
 from evbattery.models.registry import discover_models
 
@@ -43,11 +45,12 @@ def test_service_loads_onnx_backend(model_dir: Path, tmp_path: Path) -> None:
     assert preds["cutouts"].backend == "onnx" and preds["cutouts"].input_type == "cutouts"
 
 
+@pytest.mark.slow
 def test_mask_attention_model_exports_and_explains(toy_dataset: Path, tmp_path: Path) -> None:
     """A --head mask_attention checkpoint (its attention scores made non-flat, so the pool matters) gives the
     same logits in ONNX Runtime as in torch, and Grad-CAM runs on its layer4."""
-    from evbattery.config import CLASSES
-    from evbattery.explain.gradcam import gradcam_maps
+    from evbattery.core.config import CLASSES
+    from evbattery.inference.gradcam import gradcam_maps
     from evbattery.models.checkpoint import save_checkpoint
     from evbattery.models.classifier import new_resnet18
 

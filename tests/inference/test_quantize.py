@@ -12,7 +12,7 @@ from serving_models import toy_test_files
 from typer.testing import CliRunner
 
 from evbattery.cli import app
-from evbattery.imageio import load_rgb
+from evbattery.core.imageio import load_rgb
 from evbattery.inference.predictor import Predictor
 from evbattery.inference.quantize import (
     agreement_report,
@@ -55,6 +55,7 @@ def test_export_int8_cli_writes_calibrated_models_and_agreement(model_dir: Path,
     assert preds["images"].logits(batch).shape == (5, 3)  # dynamic batch axis survives quantization
 
 
+@pytest.mark.slow
 def test_int8_follows_a_trained_fp32_model(toy_dataset: Path, tmp_path: Path) -> None:
     """A ResNet-18 really trained (2 epochs, 32 px) keeps its answers after calibrated int8 quantization."""
     from evbattery.training.config import TrainConfig

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from toy_data import tiny_config
 
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetLayout
@@ -59,6 +59,7 @@ def test_config_refuses_fade_for_cutouts_and_negative_epochs(tmp_path) -> None:
         TrainConfig(bg_fade_epochs=-1)
 
 
+@pytest.mark.slow
 def test_training_logs_the_fade_schedule(toy_dataset, tmp_path) -> None:
     from evbattery.training.train import main
 

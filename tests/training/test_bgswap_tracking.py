@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SIZE
+from toy_data import SIZE
 
 from evbattery.data import variants
 from evbattery.data.layout import DatasetLayout
@@ -70,7 +70,7 @@ def test_getitem_with_swap_returns_augmented_uint8(swap_ds):
 
 
 def test_offline_tracker_writes_offline_run_without_network(tmp_path, monkeypatch):
-    from evbattery.training.tracking import Tracker, wandb_mode
+    from evbattery.core.tracking import Tracker, wandb_mode
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
@@ -93,7 +93,7 @@ def test_offline_tracker_writes_offline_run_without_network(tmp_path, monkeypatc
 
 
 def test_tracker_none_writes_only_files(tmp_path):
-    from evbattery.training.tracking import Tracker
+    from evbattery.core.tracking import Tracker
 
     t = Tracker(tmp_path, "r", {"a": 1}, backend="none")
     t.log({"x": 1.0}, step=3)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SIZE, tiny_config
+from toy_data import SIZE, tiny_config
 
 FLAGS = ["--epochs", "3", "--batch-size", "8", "--image-size", str(SIZE), "--workers", "0", "--tracker", "none",
          "--pretrained", "none", "--limit-train", "16", "--no-progress"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SIZE, tiny_config
+from toy_data import SIZE, tiny_config
 
 from evbattery.data.layout import DatasetError
 from evbattery.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -60,9 +60,10 @@ def test_loss_decreases_on_a_tiny_batch(toy_dataset):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["unet_resnet18", "lraspp_mobilenet_v3_large"])
 def test_segmenter_trains_and_predicts_masks(toy_dataset, tmp_path, arch):
-    from evbattery.models.segmenter import Segmenter
+    from evbattery.inference.segmenter import Segmenter
     from evbattery.training.train import main
 
     result = main(tiny_config(toy_dataset, tmp_path, input_type="masks", limit_train=16, segmenter_arch=arch))
@@ -114,6 +115,7 @@ def test_segmenter_starts_from_a_segmenter_or_a_classifier_checkpoint(toy_datase
         tiny_config(toy_dataset, tmp_path, input_type="masks", segmenter_arch="fcn")
 
 
+@pytest.mark.slow
 def test_classifier_starts_from_a_unet_segmenters_encoder(toy_dataset, tmp_path):
     """--pretrained PATH of a U-Net segmenter gives a classifier its encoder (the backbone that has learnt
     where cells are) and a new head; its decoder is not carried along. An LR-ASPP segmenter is refused."""
@@ -220,25 +222,7 @@ def test_cli_reports_bad_dataset_in_one_line(tmp_path):
     assert "does not exist" in res.output and "Traceback" not in res.output
 
 
-def test_config_file_overrides_defaults_and_explicit_flags_win(tmp_path):
-    from evbattery.training.config import load_config_file
-    from evbattery.training.train import config_from_args, get_args_parser
-
-    f = tmp_path / "c.py"
-    f.write_text("image_size = 96\nepochs = 3\ndebias = 'bg-swap'\n")
-    argv = ["--config", str(f), "--epochs", "5"]
-    cfg = config_from_args(get_args_parser().parse_args(argv), argv)
-    assert (cfg.image_size, cfg.epochs, cfg.model_name) == (96, 5, "images_debiased")
-    f.write_text("epoch = 3\n")
-    with pytest.raises(ValueError, match="unknown setting 'epoch'"):
-        load_config_file(f)
-    f.write_text("epochs = 'three'\n")
-    with pytest.raises(ValueError, match="epochs"):
-        load_config_file(f)
-    for profile in Path(__file__).parents[2].glob("configs/*.py"):
-        load_config_file(profile)  # the shipped profiles are valid
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["unet_resnet18", "lraspp_mobilenet_v3_large"])
 def test_segmenter_eval_mode_finds_cells_after_a_short_schedule(toy_dataset, tmp_path, arch):
     """Regression: with MobileNetV3's BatchNorm momentum 0.01 a short from-scratch schedule left the

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from evbattery.ui.servers import api_command, free_port, start, stop, ui_command, wait_until_up
+from evbattery.experiments.servers import api_command, free_port, start, stop, ui_command, wait_until_up
 
 
 @contextlib.contextmanager

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from evbattery.experiments.servers import free_port
 from evbattery.ui.client import ApiClient, ApiError
-from evbattery.ui.servers import free_port
 
 
 def _client(handler) -> ApiClient:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from evbattery.config import Settings
+from evbattery.core.config import Settings
 
 
 class ApiSettings(Settings):

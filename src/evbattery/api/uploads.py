@@ -1,5 +1,5 @@
 """Upload handling: size limits while reading (no unbounded buffering, nothing written to disk),
-content-type checks, decoding via evbattery.imageio, and error -> HTTP status mapping."""
+content-type checks, decoding via evbattery.core.imageio, and error -> HTTP status mapping."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from fastapi import HTTPException, UploadFile
 from starlette.formparsers import MultiPartParser
 
-from evbattery.imageio import ImageDecodeError, ImageTooLargeError, decode_image_with_alpha, decode_mask
+from evbattery.core.imageio import ImageDecodeError, ImageTooLargeError, decode_image_with_alpha, decode_mask
 from evbattery.inference.cutouts import MaskSizeError, NoSegmenterError
 from evbattery.inference.service import UnknownModelError
 

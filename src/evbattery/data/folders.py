@@ -17,7 +17,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from evbattery.config import SPLITS
+from evbattery.core.config import SPLITS
+from evbattery.core.imageio import ImageDecodeError, decode_image_with_alpha, load_mask
 from evbattery.data.coco import locate, read_coco, union_mask
 from evbattery.data.importing import (
     Writer,
@@ -28,7 +29,6 @@ from evbattery.data.importing import (
     source_group,
 )
 from evbattery.data.layout import DatasetError, DatasetLayout, staged_output
-from evbattery.imageio import ImageDecodeError, decode_image_with_alpha, load_mask
 
 CLASS_FROM = ("category", "filename")
 MASK_SUFFIX = "_mask"

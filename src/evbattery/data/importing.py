@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from evbattery.config import CLASSES
+from evbattery.core.config import CLASSES
+from evbattery.core.imageio import ImageDecodeError, load_rgb, save_png
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import IMAGE_EXTS, DatasetError, DatasetLayout
-from evbattery.imageio import ImageDecodeError, load_rgb, save_png
 
 # The one table of accepted spellings (compared lower-case, after stripping spaces, '-' and '_').
 # RecyBat24's file-name codes (cyl / po / pri) are here too.

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evbattery.config import CLASSES, KINDS, SPLITS
+from evbattery.core.config import CLASSES, KINDS, SPLITS
+from evbattery.core.io import atomic_write_text
 
 IMAGE_EXTS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 CARD_FILE = "dataset.json"
@@ -155,28 +156,6 @@ class DatasetLayout:
         if not samples:
             raise DatasetError(f"split {split!r} of {self.root} has no images under {self.dir(split, 'images')}")
         return samples
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Text version of atomic_write_bytes."""
-    atomic_write_bytes(path, text.encode())
 
 
 def check_output_dir(out: Path, overwrite: bool) -> None:

@@ -8,7 +8,6 @@ Normalisation happens on the batch in the training loop (data.transforms.normali
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
 
@@ -20,11 +19,11 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
-from evbattery.config import CUTOUT_FILL, MASK_THRESHOLD
+from evbattery.core.config import CUTOUT_FILL, MASK_THRESHOLD
+from evbattery.core.imageio import ImageDecodeError, ImageTooLargeError, load_mask, load_rgb
 from evbattery.data import variants
 from evbattery.data.layout import DatasetError, DatasetLayout, Sample
 from evbattery.data.transforms import resize_uint8
-from evbattery.imageio import ImageDecodeError, ImageTooLargeError, load_mask, load_rgb
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +71,10 @@ def resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
 
 
 def _synth_backgrounds():
-    """The synthetic background renderer, if the generator module is installed (imported lazily)."""
-    try:
-        mod = importlib.import_module("evbattery.data.synth.backgrounds")
-    except ImportError:
-        return None
-    render = getattr(mod, "render_background", None)
-    families = getattr(mod, "FAMILIES", None) or getattr(mod, "BACKGROUND_FAMILIES", None)
-    if render is None or not families:
-        return None
-    return render, list(families)
+    """The synthetic background renderer and its families (for bg-swap onto fresh backgrounds)."""
+    from evbattery.data.synth.backgrounds import FAMILIES, render_background
+
+    return render_background, list(FAMILIES)
 
 
 @dataclass

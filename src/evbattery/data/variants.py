@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evbattery.config import MASK_THRESHOLD
+from evbattery.core.config import MASK_THRESHOLD
 from evbattery.data.cutouts import make_cutout
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from evbattery.core.imageio import load_mask, load_rgb
+from evbattery.core.metrics import mask_iou
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetLayout, Sample
 from evbattery.data.variants import MIXED_VARIANTS, SINGLE_VARIANTS, VARIANT_NAMES, mixed, resize_to
@@ -32,16 +34,14 @@ from evbattery.evaluation.bias_metrics import (
     worst_group,
     worst_group_noise,
 )
-from evbattery.evaluation.metrics import mask_iou
-from evbattery.explain.gradcam import energy_inside, gradcam_maps, overlay
-from evbattery.imageio import load_mask, load_rgb
+from evbattery.inference.gradcam import energy_inside, gradcam_maps, overlay
 from evbattery.inference.predictor import Predictor
+from evbattery.inference.segmenter import load_segmenter
 from evbattery.models.registry import discover_models, segmenter_path
 
 __all__ = ["background_owners", "bg_gap", "build_variant", "choose_partners", "group_accuracy", "run_bias_suite", "worst_group"]
 
 # Card keys that may hold an image's background family (the toy data and the generator write "background").
-FAMILY_KEYS = ("background", "background_family", "family")
 SOURCES = {"photo": "the variant photo", "true": "cutout with the true mask",
            "pred": "cutout with the segmenter's mask"}
 
@@ -69,13 +69,8 @@ class SplitData:
 
 def family_of(meta: dict[str, Any]) -> str | None:
     """The background family recorded for an image in the card, if any."""
-    for k in FAMILY_KEYS:
-        v = meta.get(k)
-        if isinstance(v, str) and v:
-            return v
-        if isinstance(v, dict) and isinstance(v.get("family"), str):
-            return v["family"]
-    return None
+    family = meta.get("background")  # written by the synthetic generator (data/synth/generate.py)
+    return family if isinstance(family, str) and family else None
 
 
 def load_split(layout: DatasetLayout, split: str, limit: int | None = None, seed: int = 0,
@@ -178,16 +173,11 @@ def plan_evaluations(model_dir: Path, with_segmenter: bool) -> list[Evaluation]:
     return evals
 
 
-def load_segmenter(model_dir: Path) -> tuple[Any, str | None]:
+def segmenter_or_note(model_dir: Path) -> tuple[Any, str | None]:
     """(Segmenter or None, note explaining why there is none)."""
     path = segmenter_path(model_dir)
-    if not path.is_file():
-        return None, f"no segmenter at {path}: cutout models scored with true masks only"
-    try:
-        from evbattery.models.segmenter import Segmenter
-    except ImportError as e:
-        return None, f"segmenter module unavailable ({e}): cutout models scored with true masks only"
-    return Segmenter.from_checkpoint(path), None
+    seg = load_segmenter(path)
+    return seg, None if seg else f"no segmenter at {path}: cutout models scored with true masks only"
 
 
 def predict_indices(predictor: Predictor, images: list[np.ndarray], classes: tuple[str, ...],
@@ -231,7 +221,7 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
                    progress: bool = True) -> BiasResult:
     """Score every discovered model on every variant of a split; returns summary + examples."""
     layout = DatasetLayout(Path(data_dir))
-    seg, note = load_segmenter(Path(model_dir))
+    seg, note = segmenter_or_note(Path(model_dir))
     notes = [note] if note else []
     evals = plan_evaluations(Path(model_dir), seg is not None)
     if not evals:

@@ -12,7 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from evbattery.data.layout import atomic_write_text
+from evbattery.core.io import atomic_write_text
+from evbattery.core.tracking import Tracker, new_run_id
 from evbattery.evaluation.bias import BiasResult
 
 log = logging.getLogger(__name__)
@@ -206,35 +207,27 @@ def write_bias_report(result: BiasResult, out: Path) -> dict[str, Path]:
 
 
 def log_to_tracker(summary: dict[str, Any], paths: dict[str, Path], runs_dir: Path, backend: str = "wandb") -> None:
-    """Headline numbers under bias/<model>/... and the figures to the tracker (never fails the command)."""
-    try:
-        from evbattery.training.tracking import Tracker, new_run_id
-
-        tracker = Tracker(runs_dir, new_run_id("bias"), {k: summary[k] for k in ("split", "data_dir", "model_dir",
-                                                                                  "seed", "n_images")},
-                          backend=backend, job_type="bias")
-        metrics: dict[str, Any] = {}
-        for label, e in summary["evaluations"].items():
-            metrics.update({f"bias/{label}/{v}": a for v, a in e["accuracy"].items()})
-            metrics[f"bias/{label}/bg_gap"] = e["bg_gap"]
-            if e.get("worst_group"):
-                metrics[f"bias/{label}/worst_group"] = e["worst_group"]["accuracy"]
-            if e.get("worst_group_noise"):
-                metrics[f"bias/{label}/worst_group_excess_deficit"] = e["worst_group_noise"]["excess_deficit"]
-            if e.get("home_vs_other"):
-                metrics[f"bias/{label}/home_minus_other"] = e["home_vs_other"]["gap"]
-                if e["home_vs_other"].get("null"):
-                    metrics[f"bias/{label}/home_minus_other_p_bias"] = e["home_vs_other"]["null"]["p_bias"]
-            for by in ("donor", "cell"):
-                if (e.get(f"mixed_rand_by_{by}") or {}).get("home_vs_other"):
-                    metrics[f"bias/{label}/{by}_home_minus_other"] = e[f"mixed_rand_by_{by}"]["home_vs_other"]["gap"]
-            metrics[f"bias/{label}/gradcam_inside"] = e["gradcam_inside"]["mean"]
-        tracker.log(_json_safe(metrics))
-        if tracker.run is not None:
-            import wandb
-
-            tracker.run.log({f"bias/{k}": wandb.Image(str(p)) for k, p in paths.items() if str(p).endswith(".png")})
-        tracker.summary(_json_safe(metrics))
-        tracker.finish()
-    except Exception as e:
-        log.warning("bias report not logged to the tracker (%s: %s)", type(e).__name__, e)
+    """Headline numbers under bias/<model>/... and the figures to the tracker (runs/<id>/ always; W&B if on)."""
+    tracker = Tracker(runs_dir, new_run_id("bias"), {k: summary[k] for k in ("split", "data_dir", "model_dir",
+                                                                              "seed", "n_images")},
+                      backend=backend, job_type="bias")
+    metrics: dict[str, Any] = {}
+    for label, e in summary["evaluations"].items():
+        metrics.update({f"bias/{label}/{v}": a for v, a in e["accuracy"].items()})
+        metrics[f"bias/{label}/bg_gap"] = e["bg_gap"]
+        if e.get("worst_group"):
+            metrics[f"bias/{label}/worst_group"] = e["worst_group"]["accuracy"]
+        if e.get("worst_group_noise"):
+            metrics[f"bias/{label}/worst_group_excess_deficit"] = e["worst_group_noise"]["excess_deficit"]
+        if e.get("home_vs_other"):
+            metrics[f"bias/{label}/home_minus_other"] = e["home_vs_other"]["gap"]
+            if e["home_vs_other"].get("null"):
+                metrics[f"bias/{label}/home_minus_other_p_bias"] = e["home_vs_other"]["null"]["p_bias"]
+        for by in ("donor", "cell"):
+            if (e.get(f"mixed_rand_by_{by}") or {}).get("home_vs_other"):
+                metrics[f"bias/{label}/{by}_home_minus_other"] = e[f"mixed_rand_by_{by}"]["home_vs_other"]["gap"]
+        metrics[f"bias/{label}/gradcam_inside"] = e["gradcam_inside"]["mean"]
+    tracker.log(_json_safe(metrics))
+    tracker.log_images("bias", {k: p for k, p in paths.items() if str(p).endswith(".png")})
+    tracker.summary(_json_safe(metrics))
+    tracker.finish()

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from evbattery.config import MASK_THRESHOLD
+from evbattery.core.config import MASK_THRESHOLD
+from evbattery.core.imageio import load_mask, load_rgb
+from evbattery.core.metrics import accuracy_by_cell_size, classification_metrics, write_confusion_png
 from evbattery.data.layout import DatasetError, DatasetLayout
-from evbattery.evaluation.metrics import accuracy_by_cell_size, classification_metrics, write_confusion_png
-from evbattery.imageio import load_mask, load_rgb
 from evbattery.inference.predictor import Predictor
 
 INPUT_KINDS = ("images", "cutouts")
@@ -50,7 +50,7 @@ def evaluate_model(predictor: Predictor, layout: DatasetLayout, split: str = "te
 
 def write_eval_report(result: dict[str, Any], folder: Path | None = None) -> tuple[Path, Path]:
     """reports/eval_<model>[_on_<input>]_<split>.json and .png (suffix only when input != the model's own)."""
-    from evbattery.reports import reports_dir, write_json_report
+    from evbattery.core.io import reports_dir, write_json_report
 
     own = result["input"] == result["model_input_type"]
     stem = f"eval_{result['model']}{'' if own else '_on_' + result['input']}_{result['split']}"

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from evbattery.core.imageio import load_mask, load_rgb
+from evbattery.core.metrics import mask_iou
 from evbattery.data.layout import DatasetError, DatasetLayout
-from evbattery.evaluation.metrics import mask_iou
-from evbattery.imageio import load_mask, load_rgb
-from evbattery.models.segmenter import Segmenter
+from evbattery.inference.segmenter import Segmenter
 
 CHUNK = 32  # photos decoded at a time
 WORST = 20  # lowest-IoU photos listed by name

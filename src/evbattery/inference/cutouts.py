@@ -7,7 +7,7 @@ mask -> "segmenter". The cutout itself always comes from evbattery.data.cutouts.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -25,7 +25,7 @@ class NoSegmenterError(RuntimeError):
 
 
 class MaskPredictor(Protocol):
-    """What the cutout policy needs from a segmenter (evbattery.models.segmenter.Segmenter)."""
+    """What the cutout policy needs from a segmenter (evbattery.inference.segmenter.Segmenter)."""
 
     def predict_mask(self, image: np.ndarray) -> np.ndarray: ...
 
@@ -46,16 +46,3 @@ def cutout_for(image: np.ndarray, uploaded_mask: np.ndarray | None = None, alpha
         raise NoSegmenterError("a cutout model needs a mask: upload one, send an RGBA cutout, or provide "
                                "a segmenter (model/segmenter.pth)")
     return make_cutout(image, mask), mask, source
-
-
-def load_segmenter(path: Any) -> MaskPredictor | None:
-    """The segmenter at path, or None if the file (or the segmenter module) is not there yet."""
-    from pathlib import Path
-
-    if not Path(path).is_file():
-        return None
-    try:
-        from evbattery.models.segmenter import Segmenter
-    except ImportError:
-        return None
-    return Segmenter.from_checkpoint(path)

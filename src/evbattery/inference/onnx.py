@@ -1,4 +1,4 @@
-"""ONNX export (one self-contained fp32 .onnx per model, dynamic batch) and ONNX Runtime sessions.
+"""ONNX Runtime sessions for exported models (export: inference/export.py).
 
 The checkpoint metadata travels inside the file (metadata_props["evbattery_meta"], JSON), so an
 .onnx file alone rebuilds a Predictor: `Predictor.from_onnx(path)`.
@@ -13,33 +13,6 @@ from typing import Any
 import numpy as np
 
 META_KEY = "evbattery_meta"
-
-
-def export_onnx(predictor_or_ckpt: Any, out_path: Path | str) -> Path:
-    """Export a Predictor (or a checkpoint path) to one self-contained fp32 .onnx file; returns its path."""
-    import onnx
-    import torch
-
-    from evbattery.data.layout import atomic_write_bytes
-    from evbattery.inference.predictor import Predictor
-
-    pred = predictor_or_ckpt if isinstance(predictor_or_ckpt, Predictor) else \
-        Predictor.from_checkpoint(predictor_or_ckpt, fast=False)
-    if pred.backend != "torch":
-        raise ValueError(f"{pred.source}: only a torch-backed Predictor can be exported")
-    # fp32, contiguous memory format: the exported graph must not depend on the torch fast path.
-    model = pred.model.float().to(memory_format=torch.contiguous_format).eval()
-    x = torch.zeros(2, 3, pred.image_size, pred.image_size)
-    program = torch.onnx.export(model, (x,), dynamo=True, external_data=False, input_names=["input"],
-                                output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
-                                verbose=False)
-    proto = program.model_proto
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(pred.meta, default=str)
-    out_path = Path(out_path)
-    atomic_write_bytes(out_path, proto.SerializeToString())
-    onnx.checker.check_model(str(out_path))
-    return out_path
 
 
 def read_onnx_meta(path: Path | str) -> dict[str, Any]:

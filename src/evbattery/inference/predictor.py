@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from evbattery.data.transforms import normalize, resize_uint8
-from evbattery.models.checkpoint import load_checkpoint
+from evbattery.models.checkpoint import load_checkpoint, normalisation
 from evbattery.models.classifier import classifier_from_checkpoint
 
 
@@ -46,7 +46,7 @@ class Prediction:
 class Predictor:
     """Wraps one classifier. Thread-safe: torch inference holds a lock per model."""
 
-    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], fast: bool = True,
+    def __init__(self, model: torch.nn.Module | None, meta: dict[str, Any], fast: bool = True,
                  bf16: bool | None = None, source: str = "") -> None:
         self.meta = meta
         self.source = source
@@ -54,16 +54,16 @@ class Predictor:
         self.input_type: str = meta.get("input_type", "images")
         self.classes: list[str] = list(meta["classes"])
         self.image_size: int = int(meta.get("image_size", 224))
-        self.mean: list[float] = list(meta.get("mean", (0.485, 0.456, 0.406)))
-        self.std: list[float] = list(meta.get("std", (0.229, 0.224, 0.225)))
+        self.mean, self.std = normalisation(meta)
         # fast: channels_last memory format (helps on every CPU measured here); bf16 autocast only
         # where the CPU has native bf16 (on AVX2-only CPUs bf16 is ~20x slower than fp32).
         self.fast = fast
         self.bf16 = (cpu_supports_bf16() if bf16 is None else bf16) and fast
         self.backend = "torch"
         self.precision = (meta.get("quantization") or {}).get("precision") or ("bf16" if self.bf16 else "fp32")
-        self.model = model.eval()
-        if self.fast:
+        # None for an ONNX-backed Predictor: logits() runs the session; Grad-CAM and export need torch.
+        self.model = model.eval() if model is not None else None
+        if self.fast and self.model is not None:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._session: Any = None  # ONNX Runtime session when backend == "onnx"
         self._lock = threading.Lock()
@@ -81,8 +81,7 @@ class Predictor:
         from evbattery.inference.onnx import onnx_session
 
         session, file_meta = onnx_session(path, threads=threads)
-        # The torch model is a placeholder: logits() runs the session; Grad-CAM needs a torch Predictor.
-        pred = cls(torch.nn.Identity(), meta or file_meta, fast=False, bf16=False, source=str(path))
+        pred = cls(None, meta or file_meta, fast=False, bf16=False, source=str(path))
         pred.backend, pred._session = "onnx", session
         return pred
 

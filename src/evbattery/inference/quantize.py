@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from evbattery.inference.onnx import META_KEY, export_onnx
+from evbattery.inference.export import export_onnx
+from evbattery.inference.onnx import META_KEY
 from evbattery.inference.predictor import Predictor
 
 INT8_SUFFIX = ".int8.onnx"
@@ -42,8 +43,8 @@ def int8_path(onnx_dir: Path, name: str) -> Path:
 
 def calibration_images(data_dir: Path, input_type: str, n: int = 64, split: str = "train") -> list[np.ndarray]:
     """Up to n images of a dataset split spread evenly over it: photos, or cutouts for a cutout model."""
+    from evbattery.core.imageio import load_rgb
     from evbattery.data.layout import DatasetLayout
-    from evbattery.imageio import load_rgb
 
     samples = DatasetLayout(Path(data_dir)).require_split(split)
     step = max(1, len(samples) // n)
@@ -90,7 +91,7 @@ def quantize_int8(source: Predictor | Path | str, out_path: Path | str, images: 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from evbattery.data.layout import atomic_write_bytes
+    from evbattery.core.io import atomic_write_bytes
 
     if not images:
         raise ValueError("int8 quantization needs at least one calibration image")

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from evbattery.inference.batching import BatchRunner
-from evbattery.inference.cutouts import MaskPredictor, cutout_for, load_segmenter
+from evbattery.inference.cutouts import MaskPredictor, cutout_for
 from evbattery.inference.predictor import Prediction, Predictor
 from evbattery.inference.quantize import int8_path
+from evbattery.inference.segmenter import load_segmenter
 from evbattery.models.registry import discover_models, segmenter_path
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class ModelService:
     def explain(self, name: str, image: np.ndarray, alpha_mask: np.ndarray | None = None,
                 uploaded_mask: np.ndarray | None = None) -> dict[str, Any]:
         """Grad-CAM of a model on one image -> {"overlay" HxWx3 uint8, "prediction", "mask_source"}."""
-        from evbattery.explain.gradcam import gradcam_maps, overlay
+        from evbattery.inference.gradcam import gradcam_maps, overlay
 
         pred = self.predictors[name]
         x, mask_source = image, None

@@ -33,8 +33,8 @@ from typing import Any
 import torch
 
 from evbattery import __version__
-from evbattery.config import CLASSES, DEFAULT_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD
-from evbattery.data.layout import atomic_write_bytes
+from evbattery.core.config import CLASSES, DEFAULT_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD
+from evbattery.core.io import atomic_write_bytes
 
 FORMAT = "evbattery.checkpoint/1"
 
@@ -97,3 +97,8 @@ def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict[str, An
                       stacklevel=2)
         return {"format": "bare", "state_dict": obj, "meta": default_meta(name)}
     raise CheckpointError(f"{path}: unrecognised checkpoint layout (expected an evbattery checkpoint or a state_dict)")
+
+
+def normalisation(meta: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """(mean, std) a model's inputs are normalised with: the checkpoint's own, else ImageNet's (seed models)."""
+    return list(meta.get("mean") or IMAGENET_MEAN), list(meta.get("std") or IMAGENET_STD)

@@ -10,15 +10,13 @@ import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
+from evbattery.models.archs import HEADS
 from evbattery.models.checkpoint import CheckpointError, load_checkpoint
 
 log = logging.getLogger(__name__)
 
 ARCH = "resnet18"
 PRETRAINED_CHOICES = ("auto", "imagenet", "none")
-# How layer4's map becomes one feature vector: torchvision's global average pool, or the mask-guided
-# attention pool of models/mask_attention.py (checkpoint meta "head"; absent means avgpool).
-HEADS = ("avgpool", "mask_attention")
 
 
 def new_resnet18(num_classes: int, head: str = "avgpool") -> nn.Module:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evbattery.config import SEGMENTER_FILE, checkpoint_name
+from evbattery.core.config import SEGMENTER_FILE, checkpoint_name
 
 PREFIX = "best_model_"
 # Display / iteration order: the seed's two models first, then the rest alphabetically.

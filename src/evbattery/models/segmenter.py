@@ -1,27 +1,21 @@
 """Cell segmenter, trained on images -> masks: a U-Net on a ResNet-18 encoder (models/unet.py, the default)
 or torchvision's LR-ASPP MobileNetV3-Large (the first one; predicts on a 1/8-resolution grid).
 
-The API and the bias suite use it to make cutouts when no mask is given:
-    seg = Segmenter.from_checkpoint("model/segmenter.pth"); mask = seg.predict_mask(photo)  # HxW 0/255
+This module builds the networks and their loss; evbattery.inference.segmenter.Segmenter runs them.
 Training goes through evbattery.training.train.main with input_type="masks" (same loop as the classifiers).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torchvision.transforms.v2 import functional as F
 
-from evbattery.data.transforms import normalize, resize_uint8
-from evbattery.models.checkpoint import CheckpointError, load_checkpoint
+from evbattery.models.archs import SEGMENTER_ARCHS
+from evbattery.models.checkpoint import CheckpointError
 
-ARCHS = ("unet_resnet18", "lraspp_mobilenet_v3_large")
+ARCHS = SEGMENTER_ARCHS
 ARCH = ARCHS[0]  # the default for new segmenters; checkpoints name theirs in meta["arch"]
 NUM_CLASSES = 2  # background, cell
 
@@ -71,41 +65,3 @@ def segmenter_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") 
     except RuntimeError as e:
         raise CheckpointError(f"{source}: weights do not fit {arch}: {str(e).splitlines()[0]}") from e
     return model.eval()
-
-
-class Segmenter:
-    """Predicts cell masks for photos. Thread-safe: inference holds a lock."""
-
-    def __init__(self, model: nn.Module, meta: dict[str, Any], source: str = "") -> None:
-        self.model = model.eval()
-        self.meta = meta
-        self.source = source
-        self.image_size = int(meta.get("image_size", 224))
-        self.mean = list(meta.get("mean", (0.485, 0.456, 0.406)))
-        self.std = list(meta.get("std", (0.229, 0.224, 0.225)))
-        self._lock = threading.Lock()
-
-    @classmethod
-    def from_checkpoint(cls, path: Path | str) -> Segmenter:
-        """Load model/segmenter.pth (weights_only)."""
-        ckpt = load_checkpoint(path)
-        return cls(segmenter_from_checkpoint(ckpt, str(path)), ckpt["meta"], source=str(path))
-
-    @torch.inference_mode()
-    def predict_masks(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
-        """HxWx3 uint8 photos -> HxW uint8 masks (0/255), each at its photo's size."""
-        out: list[np.ndarray] = []
-        for i in range(0, len(images), batch_size):
-            chunk = images[i:i + batch_size]
-            x = normalize(torch.stack([resize_uint8(im, self.image_size) for im in chunk]), self.mean, self.std)
-            with self._lock:
-                cell = self.model(x)["out"].argmax(1).to(torch.uint8) * 255  # (N,S,S)
-            for im, m in zip(chunk, cell, strict=True):
-                h, w = im.shape[:2]
-                m = F.resize(m[None], [h, w], interpolation=F.InterpolationMode.NEAREST)[0]
-                out.append(m.numpy().astype(np.uint8))
-        return out
-
-    def predict_mask(self, image: np.ndarray) -> np.ndarray:
-        """One HxWx3 uint8 photo -> HxW uint8 mask (0/255) at the photo's size."""
-        return self.predict_masks([image])[0]

@@ -1,11 +1,10 @@
-"""Training in the torchvision-reference shape: train_one_epoch, evaluate, load_data, main(cfg),
-get_args_parser. One loop trains the classifiers (images / cutouts / images_debiased) and the segmenter
+"""Training in the torchvision-reference shape: train_one_epoch, evaluate, load_data, main(cfg) (the flags
+come from training/config.py). One loop trains the classifiers (images / cutouts / images_debiased) and the segmenter
 (input_type "masks"). Works alone or under torchrun (DDP, rank 0 logs and saves).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -18,15 +17,15 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from evbattery.config import IMAGENET_MEAN, IMAGENET_STD, SEGMENTER_FILE, checkpoint_name
+from evbattery.core.config import IMAGENET_MEAN, IMAGENET_STD, SEGMENTER_FILE, checkpoint_name
+from evbattery.core.tracking import Tracker, new_run_id
 from evbattery.data.augment import BatchAugment
 from evbattery.data.layout import DatasetLayout
 from evbattery.data.loaders import CachedDataset, check_classes, fade_alpha
 from evbattery.data.transforms import normalize
 from evbattery.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from evbattery.training import distributed as dist
-from evbattery.training.config import TrainConfig, config_differences, field_names
-from evbattery.training.tracking import Tracker, new_run_id
+from evbattery.training.config import TrainConfig, config_differences
 
 MEAN, STD = list(IMAGENET_MEAN), list(IMAGENET_STD)
 # Fault-injection for the resume test: seconds to sleep after every training step (0 = off).
@@ -326,7 +325,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             recalibrate_bn(model, train_ds, cfg.precise_bn, cfg.batch_size, cfg.fast)
             va = evaluate(model, criterion, val_loader, cfg.fast, bf16)
             if "y_true" in va:
-                from evbattery.evaluation.metrics import classification_metrics
+                from evbattery.core.metrics import classification_metrics
 
                 cm = classification_metrics(va["y_true"], va["y_pred"], va["probs"], classes)
                 va.update(balanced_accuracy=cm["balanced_accuracy"], macro_f1=cm["macro_f1"], ece=cm["ece"])
@@ -362,11 +361,11 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
 def _finish(cfg: TrainConfig, tracker: Tracker, best_path: Path, val_ds: CachedDataset, val_loader: DataLoader,
             criterion: nn.Module, classes: list[str], result: dict[str, Any]) -> None:
     """Final per-class metrics and sample predictions of the best model to the tracker; the summary table."""
-    from evbattery.console import table
+    from evbattery.core.console import table
 
     tracker.summary(_clean({k: v for k, v in result.items() if k != "history"}))
     if cfg.input_type != "masks" and best_path.is_file() and tracker.run is not None:
-        from evbattery.evaluation.metrics import classification_metrics
+        from evbattery.core.metrics import classification_metrics
         from evbattery.models.classifier import load_classifier
 
         model, _ = load_classifier(best_path)
@@ -380,37 +379,3 @@ def _finish(cfg: TrainConfig, tracker: Tracker, best_path: Path, val_ds: CachedD
         rows = [[r["epoch"], *[r.get(k, float("nan")) for k in keys], r["train/img_per_s"]] for r in result["history"]]
         table(f"{cfg.model_name}: best epoch {result['best_epoch']} -> {best_path}", ["epoch", *keys, "img/s"],
               rows, to_stderr=True)
-
-
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    """Flags for every TrainConfig field (defaults shown); INPUT_TYPE sets the default input type."""
-    p = argparse.ArgumentParser(description="Train an evbattery model", add_help=add_help)
-    p.add_argument("--config", default=None, help="configs/*.py file of assignments; explicit flags win")
-    defaults = TrainConfig(input_type=os.environ.get("INPUT_TYPE", "images"))
-    for name in field_names():
-        default = getattr(defaults, name)
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=f"(default {default})")
-        elif name in ("debias", "name", "limit_train"):
-            typ = int if name == "limit_train" else str
-            p.add_argument(flag, type=typ, default=default, help=f"(default {default})")
-        else:
-            p.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
-    return p
-
-
-def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> TrainConfig:
-    """TrainConfig from parsed flags and --config file ("none" for debias means off)."""
-    import sys
-
-    from evbattery.training.config import load_config_file
-
-    values = {k: getattr(args, k) for k in field_names()}
-    if getattr(args, "config", None):
-        given = {a.split("=")[0] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
-        values.update({k: v for k, v in load_config_file(args.config).items()
-                       if "--" + k.replace("_", "-") not in given})
-    if values["debias"] in ("none", ""):
-        values["debias"] = None
-    return TrainConfig(**values)

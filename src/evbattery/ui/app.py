@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from evbattery.config import get_settings
+from evbattery.core.config import get_settings
 
 PAGES_DIR = Path(__file__).parent / "app_pages"
 

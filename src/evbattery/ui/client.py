@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import streamlit as st
 
-from evbattery.config import get_settings
+from evbattery.core.config import get_settings
 
 # Connecting should be instant on loopback; a prediction on a cold CPU model can take seconds.
 CONNECT_TIMEOUT_S = 3.0

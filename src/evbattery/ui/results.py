@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from evbattery.core.imageio import decode_image, decode_image_with_alpha, decode_mask
 from evbattery.data.cutouts import make_cutout
-from evbattery.imageio import decode_image, decode_image_with_alpha, decode_mask
 
 # Friendly column titles for the models we know; any other model shows under its own name.
 MODEL_TITLES = {
@@ -23,7 +23,6 @@ MASK_SOURCES = {
     "segmenter": "the segmenter model (predicted)",
     "dataset": "the dataset's mask",
 }
-_PRED_KEYS = ("predicted_class", "probabilities")
 
 
 def model_title(name: str) -> str:
@@ -31,24 +30,9 @@ def model_title(name: str) -> str:
     return MODEL_TITLES.get(name, name.replace("_", " ").capitalize())
 
 
-def _is_prediction(obj: Any) -> bool:
-    return isinstance(obj, dict) and all(k in obj for k in _PRED_KEYS)
-
-
 def model_predictions(resp: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{model name: prediction} from a /predict/all (or /predict/both) answer, in the API's order."""
-    for key in ("predictions", "models", "results"):
-        block = resp.get(key)
-        if isinstance(block, dict) and block and all(_is_prediction(v) for v in block.values()):
-            return dict(block)
-        if isinstance(block, list) and block and all(_is_prediction(v) for v in block):
-            return {str(p.get("model_used") or p.get("name") or i): p for i, p in enumerate(block)}
-    # /predict/both shape: image_model / cutout_model
-    out = {}
-    for key, name in (("image_model", "images"), ("cutout_model", "cutouts")):
-        if _is_prediction(resp.get(key)):
-            out[resp[key].get("model_used") or name] = resp[key]
-    return out
+    """{model name: prediction} from a /predict/all answer (its `results`), in the API's order."""
+    return dict(resp.get("results") or {})
 
 
 def agreement(preds: dict[str, dict[str, Any]]) -> bool:
@@ -93,19 +77,8 @@ def local_cutout(image: bytes, mask: bytes | None) -> tuple[np.ndarray | None, s
 
 
 def decode_b64_png(data: str) -> bytes:
-    """Bytes of a base64 PNG (with or without a data: URL prefix)."""
-    if data.startswith("data:"):
-        data = data.split(",", 1)[1]
+    """Bytes of a base64 PNG (the API's overlay_png_base64)."""
     return base64.b64decode(data)
-
-
-def find_b64_image(resp: dict[str, Any], keys: tuple[str, ...]) -> bytes | None:
-    """The first base64 image among keys of an API answer, decoded, or None."""
-    for k in keys:
-        v = resp.get(k)
-        if isinstance(v, str) and v:
-            return decode_b64_png(v)
-    return None
 
 
 def png_bytes(arr: np.ndarray) -> bytes:

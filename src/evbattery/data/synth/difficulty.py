@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from evbattery.core.imageio import load_rgb
 from evbattery.data.layout import DatasetLayout
-from evbattery.imageio import load_rgb
 
 BINS = 8  # per channel -> 512-bin joint RGB histogram
 

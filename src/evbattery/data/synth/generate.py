@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from evbattery.config import CLASSES, SPLITS
+from evbattery.core.config import CLASSES, SPLITS
+from evbattery.core.imageio import load_rgb, save_jpeg, save_png
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetLayout, check_output_dir, staged_output
 from evbattery.data.synth.backgrounds import FAMILIES
 from evbattery.data.synth.scene import Scene, render_scene
-from evbattery.imageio import load_rgb, save_jpeg, save_png
 
 GENERATOR = "evbattery.data.synth"
 GENERATOR_VERSION = "1.1"  # 1.1: noise banks per bucketed size (cell textures differ from 1.0)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from evbattery.config import SPLITS
+from evbattery.core.config import SPLITS
+from evbattery.core.imageio import load_mask, load_rgb
 from evbattery.data.layout import DatasetError, DatasetLayout
-from evbattery.imageio import load_mask, load_rgb
 
 OUTLINE = (60, 255, 60)
 

@@ -6,12 +6,12 @@ import hashlib
 
 import streamlit as st
 
-from evbattery.config import get_settings
+from evbattery.core.config import get_settings
 from evbattery.data.layout import DatasetError, DatasetLayout
 from evbattery.ui.client import ApiError, api_url, get_client
 from evbattery.ui.results import (
     MASK_SOURCES,
-    find_b64_image,
+    decode_b64_png,
     local_cutout,
     model_predictions,
     model_title,
@@ -71,11 +71,9 @@ def cached_call(tag: str, image: bytes, mask: bytes | None, call):
 def show_inputs(resp: dict, image: bytes, mask: bytes | None) -> None:
     """The original photo and the cutout the cutout model actually saw, with where its mask came from."""
     mask_source = resp.get("mask_source")
-    cutout = find_b64_image(resp, ("cutout_png_base64", "cutout_png", "cutout"))
-    if cutout is None:
-        arr, local_source = local_cutout(image, mask)
-        cutout = png_bytes(arr) if arr is not None else None
-        mask_source = mask_source or local_source
+    arr, local_source = local_cutout(image, mask)  # the API returns no cutout; build the same one here
+    cutout = png_bytes(arr) if arr is not None else None
+    mask_source = mask_source or local_source
     left, right = st.columns(2)
     left.image(image, caption="Original", width=320)
     where = MASK_SOURCES.get(mask_source or "", mask_source or "unknown")
@@ -101,9 +99,8 @@ def show_model(col, name: str, pred: dict, image: bytes, filename: str, mask: by
         except ApiError as e:
             col.warning(f"Grad-CAM unavailable: {e.message}")
             return
-        overlay = find_b64_image(cam, ("overlay_png_base64", "overlay_png", "overlay"))
-        if overlay is not None:
-            col.image(overlay, caption="Grad-CAM: red = where the model looked", width="stretch")
+        if cam.get("overlay_png_base64"):
+            col.image(decode_b64_png(cam["overlay_png_base64"]), caption="Grad-CAM: red = where the model looked", width="stretch")
 
 
 st.title("Classify a battery cell")

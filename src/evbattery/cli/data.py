@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from evbattery.cli import DataDir, DataOut, data_app
-from evbattery.config import SPLITS
-from evbattery.console import fail, info
+from evbattery.cli.app import DataDir, DataOut, data_app
+from evbattery.core.config import SPLITS
+from evbattery.core.console import fail, info
 
 
 @data_app.command("cutouts")
@@ -40,7 +40,7 @@ TestFraction = typer.Option(0.15, "--test-fraction", help="Share of source photo
 
 def _run_import(fn, out: Path, **kwargs) -> None:
     """Run an importer, turn its errors into one clear line, print the split x class table."""
-    from evbattery.console import table
+    from evbattery.core.console import table
     from evbattery.data.importing import counts_rows
 
     try:
@@ -98,10 +98,10 @@ def check_cmd(data: Path = DataDir) -> None:
     """Report broken files, mismatched/empty masks, unknown classes, cross-split duplicates; count per split x class."""
     from rich.markup import escape
 
-    from evbattery.console import table
+    from evbattery.core.console import table
+    from evbattery.core.io import write_json_report
     from evbattery.data.check import check_dataset
     from evbattery.data.importing import counts_rows
-    from evbattery.reports import write_json_report
 
     res = check_dataset(data)
     for p in res.problems:

@@ -46,7 +46,7 @@ def bench_infer(models: dict[str, Path], size: int = 224, iters: int = 50, warmu
     """
     import torch
 
-    from evbattery.inference.onnx import export_onnx
+    from evbattery.inference.export import export_onnx
     from evbattery.inference.predictor import Predictor
     from evbattery.inference.quantize import quantize_int8, random_calibration
 
@@ -168,7 +168,7 @@ def export_for_bench(models: dict[str, Path], out: Path, int8: bool, data_dir: P
 
     Returns what int8 was calibrated on (None for fp32).
     """
-    from evbattery.inference.onnx import export_onnx
+    from evbattery.inference.export import export_onnx
     from evbattery.inference.predictor import Predictor
     from evbattery.inference.quantize import calibration_images, int8_path, quantize_int8, random_calibration
 
@@ -224,7 +224,7 @@ def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, back
         calibration = None
         if backend.startswith("onnx"):
             calibration = export_for_bench(found, Path(tmp) / "onnx", int8=backend == "onnx-int8", data_dir=data_dir)
-        for label, target in (("naive", "evbattery.api.naive:app"), ("evbattery", "evbattery.api.app:app")):
+        for label, target in (("naive", "evbattery.experiments.naive_service:app"), ("evbattery", "evbattery.api.app:app")):
             proc, base = _start(target, env)
             try:
                 asyncio.run(_load(base, min(3.0, seconds), concurrency, photo, mask))  # warm-up

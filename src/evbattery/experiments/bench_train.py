@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from evbattery.core.imageio import load_rgb
 from evbattery.data.layout import DatasetLayout
 from evbattery.data.loaders import CachedDataset
 from evbattery.data.transforms import normalize, resize_uint8
-from evbattery.imageio import load_rgb
 from evbattery.training.config import DEFAULT_WORKERS
 from evbattery.training.train import MEAN, STD, make_optimizer, train_one_epoch
 

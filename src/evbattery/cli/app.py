@@ -1,5 +1,5 @@
-"""The `evbattery` command. Sub-command groups live next to the code they drive; this file only
-assembles them. Command modules import heavy libraries (torch) inside the command functions so
+"""The `evbattery` Typer apps and the options shared by several commands. The command modules of this package
+register on these apps; they import the layers' heavy modules (torch) inside the command functions so
 `evbattery --help` stays fast."""
 
 from __future__ import annotations
@@ -36,21 +36,3 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     if not verbose:  # one line per HTTP request would drown the benchmarks' and the demo's output
         for noisy in ("httpx", "httpcore"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-# Command modules register themselves on the apps above when imported.
-from evbattery.data import commands as _data_commands  # noqa: E402,F401
-from evbattery.data.synth import commands as _synth_commands  # noqa: E402,F401
-from evbattery.evaluation import bias_commands as _bias_commands  # noqa: E402,F401
-from evbattery.inference import commands as _inference_commands  # noqa: E402,F401
-from evbattery.training import commands as _training_commands  # noqa: E402,F401
-from evbattery.ui import commands as _ui_commands  # noqa: E402,F401
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()

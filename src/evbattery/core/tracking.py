@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from evbattery.data.layout import atomic_write_text
+from evbattery.core.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,13 @@ class Tracker:
         self.mode = wandb_mode()
         wandb_dir = os.environ.get("WANDB_DIR") or str(self.run_dir)  # offline runs land inside runs/<id>/
         Path(wandb_dir).mkdir(parents=True, exist_ok=True)
-        try:
-            import wandb
+        import wandb
 
+        try:
             self.run = wandb.init(project=project, name=self.run_id, id=self.run_id, config=config,
                                   job_type=job_type, mode=self.mode, dir=wandb_dir,
                                   settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
-        except Exception as e:
+        except (wandb.errors.Error, OSError) as e:  # no key, no network, a broken W&B dir: run on without W&B
             log.warning("W&B disabled for this run (%s: %s); metrics still go to %s", type(e).__name__, e,
                         self.run_dir / "metrics.jsonl")
             self.run, self.mode = None, "none"
@@ -112,6 +112,14 @@ class Tracker:
             for img, yt, yp, conf in samples:
                 st.add_data(wandb.Image(img), classes[yt], classes[yp], conf)
             self.run.log({f"{prefix}/samples": st})
+
+    def log_images(self, prefix: str, images: dict[str, Path]) -> None:
+        """Figures (PNG files) under <prefix>/<name> in W&B; on disk they are already in the report folder."""
+        if self.run is None or not images:
+            return
+        import wandb
+
+        self.run.log({f"{prefix}/{k}": wandb.Image(str(p)) for k, p in images.items()})
 
     def finish(self) -> None:
         """Close files and the W&B run."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from evbattery.config import MASK_THRESHOLD
+from evbattery.core.config import MASK_THRESHOLD
 
 
 class ImageDecodeError(ValueError):

@@ -20,6 +20,8 @@ from evbattery.inference.predictor import Predictor
 def gradcam_maps(predictor: Predictor, batch_uint8: torch.Tensor,
                  target_classes: Sequence[int] | None = None) -> np.ndarray:
     """(N,3,S,S) uint8 -> (N,S,S) float32 Grad-CAM maps in [0,1] for the target (default: predicted) class."""
+    if predictor.model is None:
+        raise ValueError(f"{predictor.source}: Grad-CAM needs a torch model; this Predictor runs {predictor.backend}")
     model = predictor.model.float()
     x = predictor.to_input(batch_uint8).contiguous()
     targets = None if target_classes is None else [ClassifierOutputTarget(int(c)) for c in target_classes]

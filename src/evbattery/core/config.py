@@ -23,9 +23,6 @@ CLASSES: tuple[str, ...] = ("cylindrical", "pouch", "prismatic")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 KINDS: tuple[str, ...] = ("images", "masks", "cutouts")
 
-# Classifier input types. "images" = full photo, "cutouts" = photo x mask on CUTOUT_FILL.
-INPUT_TYPES: tuple[str, ...] = ("images", "cutouts")
-
 # The constant that fills everything outside the mask in a cutout (RGB, black).
 CUTOUT_FILL: tuple[int, int, int] = (0, 0, 0)
 # A mask pixel belongs to the cell when its value is >= MASK_THRESHOLD (masks are stored 0 / 255).

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from toy_data import tiny_config
 
 from evbattery.data.layout import DatasetLayout
 from evbattery.data.loaders import CachedDataset
@@ -78,6 +78,7 @@ def test_masks_follow_the_geometric_augmentation(toy_dataset):
         assert mask.sum() >= 0.75 * (ds.masks[i] > 0).sum()
 
 
+@pytest.mark.slow
 def test_training_with_the_head_saves_serves_and_reports_the_mask_loss(toy_dataset, tmp_path):
     from evbattery.inference.predictor import Predictor
     from evbattery.training.train import main
@@ -91,7 +92,7 @@ def test_training_with_the_head_saves_serves_and_reports_the_mask_loss(toy_datas
     model, meta = load_classifier(result["checkpoint"])
     assert isinstance(model, MaskAttentionResNet) and not model.training
     assert meta["config"]["head"] == "mask_attention"
-    from evbattery.imageio import load_rgb
+    from evbattery.core.imageio import load_rgb
 
     photo = DatasetLayout(toy_dataset).require_split("test")[0]
     (out,) = Predictor.from_checkpoint(result["checkpoint"]).predict([load_rgb(photo.path("images"))])

@@ -16,8 +16,8 @@ from fastapi import FastAPI, File, UploadFile
 from PIL import Image
 from torchvision import transforms
 
+from evbattery.core.imageio import decode_mask
 from evbattery.data.cutouts import make_cutout
-from evbattery.imageio import decode_mask
 from evbattery.models.classifier import load_classifier
 from evbattery.models.registry import model_path
 

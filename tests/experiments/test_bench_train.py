@@ -9,7 +9,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models import resnet18
 
-from evbattery.training.bench import run_bench, train_gflop_per_image
+from evbattery.experiments.bench_train import run_bench, train_gflop_per_image
 
 
 @pytest.mark.parametrize("size", [64, 128])
@@ -23,6 +23,7 @@ def test_flops_per_training_image_match_a_counted_forward_pass(size: int) -> Non
     assert train_gflop_per_image(size) / 3 == pytest.approx(counted_forward, rel=0.03)
 
 
+@pytest.mark.slow
 def test_bench_train_measures_both_loops_against_the_limit(toy_dataset: Path) -> None:
     res = run_bench(toy_dataset, size=32, steps=2, batch_size=8, workers=0)
     assert res["naive_img_per_s"] > 0 and res["fast_img_per_s"] > 0

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from evbattery.cli import DataDir, ModelDir, RunsDir, app, experiment_app
-from evbattery.config import SPLITS
-from evbattery.console import fail, info, table
+from evbattery.cli.app import DataDir, ModelDir, RunsDir, app, experiment_app
+from evbattery.core.config import SPLITS
+from evbattery.core.console import fail, info, table
 
 
 @app.command("bias")
@@ -24,7 +24,7 @@ def bias_cmd(
     runs_dir: Path = RunsDir,
 ) -> None:
     """Backgrounds-Challenge variants, BG-Gap, worst-group accuracy and Grad-CAM for every model."""
-    from evbattery.reports import reports_dir
+    from evbattery.core.io import reports_dir
 
     out = out or reports_dir() / "bias"
     if split not in SPLITS:
@@ -65,8 +65,8 @@ def bias_sweep_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the time estimate only."),
 ) -> None:
     """For each rho: synthesise data, train the models (+ segmenter), run the bias suite; then plot."""
-    from evbattery.evaluation.sweep import PROFILES, estimate_seconds, run_sweep, sweep_rows
-    from evbattery.reports import reports_dir
+    from evbattery.core.io import reports_dir
+    from evbattery.experiments.sweep import PROFILES, estimate_seconds, run_sweep, sweep_rows
 
     out = out or reports_dir() / "sweep"
     if profile not in PROFILES:

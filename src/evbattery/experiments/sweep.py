@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from evbattery.data.layout import atomic_write_text
+from evbattery.core.io import atomic_write_text
 from evbattery.models.registry import model_path, segmenter_path
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from evbattery.cli import app
+from evbattery.core.imageio import load_rgb
 from evbattery.data.layout import DatasetLayout
-from evbattery.imageio import load_rgb
 from evbattery.inference.predictor import Predictor
 from evbattery.models.registry import discover_models
 

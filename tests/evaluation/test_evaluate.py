@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evbattery.evaluation.metrics import accuracy_by_cell_size, classification_metrics, expected_calibration_error
+from evbattery.core.metrics import accuracy_by_cell_size, classification_metrics, expected_calibration_error
 
 CLASSES = ["cylindrical", "pouch", "prismatic"]
 
@@ -49,9 +49,9 @@ def test_accuracy_by_cell_size_bins_and_wilson_interval():
 
 
 def test_evaluate_model_matches_predictor(toy_dataset, debiased_run):
+    from evbattery.core.imageio import load_rgb
     from evbattery.data.layout import DatasetLayout
     from evbattery.evaluation.evaluate import evaluate_model
-    from evbattery.imageio import load_rgb
     from evbattery.inference.predictor import Predictor
 
     layout = DatasetLayout(toy_dataset)
@@ -64,7 +64,7 @@ def test_evaluate_model_matches_predictor(toy_dataset, debiased_run):
     assert {"balanced_accuracy", "macro_f1", "per_class", "confusion", "ece"} <= set(r)
     assert len(r["misclassified"]) == round((1 - acc) * 18)
     # by cell size: the bins partition the split, and their n-weighted accuracy is the split's
-    from evbattery.imageio import load_mask
+    from evbattery.core.imageio import load_mask
 
     areas = sorted((load_mask(s.mask) >= 128).mean() for s in samples)
     bins = r["by_cell_size"]
@@ -97,7 +97,7 @@ def test_evaluate_cli_writes_reports_and_cross_table(toy_dataset, debiased_run, 
 
 
 def test_mask_iou_counts_pixels():
-    from evbattery.evaluation.metrics import mask_iou
+    from evbattery.core.metrics import mask_iou
 
     a = np.zeros((4, 5), bool)
     b = np.zeros((4, 5), bool)
@@ -108,6 +108,7 @@ def test_mask_iou_counts_pixels():
         mask_iou(a, b[:3])
 
 
+@pytest.mark.slow
 def test_evaluate_segmenter_cli_reports_iou_at_photo_resolution(toy_dataset, tmp_path, monkeypatch):
     """`evaluate --model segmenter` goes through Segmenter.predict_masks (the API's path) and compares with the
     true masks at each photo's size; its pooled IoU is the one computed here independently. A missing mask is
@@ -118,14 +119,15 @@ def test_evaluate_segmenter_cli_reports_iou_at_photo_resolution(toy_dataset, tmp
     from typer.testing import CliRunner
 
     from evbattery.cli import app
+    from evbattery.core.imageio import load_mask, load_rgb
     from evbattery.data.layout import DatasetError, DatasetLayout
     from evbattery.evaluation.segmentation import evaluate_segmenter
-    from evbattery.imageio import load_mask, load_rgb
-    from evbattery.models.segmenter import ARCH, Segmenter
+    from evbattery.inference.segmenter import Segmenter
+    from evbattery.models.segmenter import ARCH
 
     monkeypatch.setenv("EVBATTERY_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("EVBATTERY_RUNS_DIR", str(tmp_path / "runs"))
-    from conftest import tiny_config
+    from toy_data import tiny_config
 
     from evbattery.training.train import main
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evbattery.inference.bench import bench_api, bench_infer
+from evbattery.experiments.bench_infer import bench_api, bench_infer
 from evbattery.inference.predictor import cpu_supports_bf16
 from evbattery.models.registry import discover_models
 

@@ -1,1 +1,0 @@
-"""Attribution: Grad-CAM heatmaps and how much of them falls on the cell."""

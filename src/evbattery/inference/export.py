@@ -1,0 +1,35 @@
+"""ONNX export: one self-contained fp32 .onnx per model, dynamic batch, the checkpoint metadata inside."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from evbattery.core.io import atomic_write_bytes
+from evbattery.inference.onnx import META_KEY
+from evbattery.inference.predictor import Predictor
+
+
+def export_onnx(predictor_or_ckpt: Any, out_path: Path | str) -> Path:
+    """Export a Predictor (or a checkpoint path) to one self-contained fp32 .onnx file; returns its path."""
+    pred = predictor_or_ckpt if isinstance(predictor_or_ckpt, Predictor) else \
+        Predictor.from_checkpoint(predictor_or_ckpt, fast=False)
+    if pred.backend != "torch":
+        raise ValueError(f"{pred.source}: only a torch-backed Predictor can be exported")
+    # fp32, contiguous memory format: the exported graph must not depend on the torch fast path.
+    model = pred.model.float().to(memory_format=torch.contiguous_format).eval()
+    x = torch.zeros(2, 3, pred.image_size, pred.image_size)
+    program = torch.onnx.export(model, (x,), dynamo=True, external_data=False, input_names=["input"],
+                                output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                verbose=False)
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(pred.meta, default=str)
+    out_path = Path(out_path)
+    atomic_write_bytes(out_path, proto.SerializeToString())
+    onnx.checker.check_model(str(out_path))
+    return out_path

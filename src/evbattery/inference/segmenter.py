@@ -1,0 +1,65 @@
+"""The segmenter at run time: photos in, cell masks out, at each photo's own size.
+
+    seg = Segmenter.from_checkpoint("model/segmenter.pth"); mask = seg.predict_mask(photo)  # HxW 0/255
+
+The API, the predict CLI, evaluation and the bias suite all make their masks here, with the normalisation the
+checkpoint names (like the classifiers' Predictor).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.transforms.v2 import functional as F
+
+from evbattery.data.transforms import normalize, resize_uint8
+from evbattery.models.checkpoint import load_checkpoint, normalisation
+from evbattery.models.segmenter import segmenter_from_checkpoint
+
+
+class Segmenter:
+    """Predicts cell masks for photos. Thread-safe: inference holds a lock."""
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any], source: str = "") -> None:
+        self.model = model.eval()
+        self.meta = meta
+        self.source = source
+        self.image_size = int(meta.get("image_size", 224))
+        self.mean, self.std = normalisation(meta)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_checkpoint(cls, path: Path | str) -> Segmenter:
+        """Load model/segmenter.pth (weights_only)."""
+        ckpt = load_checkpoint(path)
+        return cls(segmenter_from_checkpoint(ckpt, str(path)), ckpt["meta"], source=str(path))
+
+    @torch.inference_mode()
+    def predict_masks(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+        """HxWx3 uint8 photos -> HxW uint8 masks (0/255), each at its photo's size."""
+        out: list[np.ndarray] = []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i:i + batch_size]
+            x = normalize(torch.stack([resize_uint8(im, self.image_size) for im in chunk]), self.mean, self.std)
+            with self._lock:
+                cell = self.model(x)["out"].argmax(1).to(torch.uint8) * 255  # (N,S,S)
+            for im, m in zip(chunk, cell, strict=True):
+                h, w = im.shape[:2]
+                m = F.resize(m[None], [h, w], interpolation=F.InterpolationMode.NEAREST)[0]
+                out.append(m.numpy().astype(np.uint8))
+        return out
+
+    def predict_mask(self, image: np.ndarray) -> np.ndarray:
+        """One HxWx3 uint8 photo -> HxW uint8 mask (0/255) at the photo's size."""
+        return self.predict_masks([image])[0]
+
+
+def load_segmenter(path: Path | str) -> Segmenter | None:
+    """The segmenter at path, or None when there is no file there (cutout models then need a mask)."""
+    return Segmenter.from_checkpoint(path) if Path(path).is_file() else None

@@ -1,0 +1,11 @@
+"""The names of every network this package builds, free of torch so that configs and the CLI can list them."""
+
+from __future__ import annotations
+
+# Classifier backbones (models/backbones.py builds them; a checkpoint names its own in meta["arch"]).
+CLASSIFIER_ARCHS: tuple[str, ...] = ("resnet18", "efficientnet_lite0")
+# How the backbone's last feature map becomes one vector: global average pool, or the mask-guided
+# attention pool of models/mask_attention.py (ResNet-18 only; checkpoint meta "head", absent = avgpool).
+HEADS: tuple[str, ...] = ("avgpool", "mask_attention")
+# Segmenters: U-Net on a ResNet-18 encoder (default), or torchvision's LR-ASPP MobileNetV3-Large.
+SEGMENTER_ARCHS: tuple[str, ...] = ("unet_resnet18", "lraspp_mobilenet_v3_large")
