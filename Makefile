@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: run test venv lint clean
+.PHONY: run test test-fast venv lint clean
 
 venv: $(STAMP)
 
@@ -23,10 +23,15 @@ run: venv
 
 test: venv
 	$(BIN)/ruff check src tests scripts
+	$(BIN)/lint-imports  # the layer contract in pyproject.toml
 	$(BIN)/python -m pytest -q
+
+test-fast: venv  # the inner loop: no training, no servers, no browser
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: venv
 	$(BIN)/ruff check src tests scripts
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache
