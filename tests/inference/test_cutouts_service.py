@@ -12,7 +12,7 @@ from evbattery.core.imageio import load_mask, load_rgb
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetLayout
 from evbattery.inference.cutouts import MaskSizeError, NoSegmenterError, cutout_for
-from evbattery.inference.service import NOTE_AGREE, NOTE_DISAGREE, ModelService, UnknownModelError
+from evbattery.inference.service import ModelService, UnknownModelError
 from evbattery.models.checkpoint import save_checkpoint
 from evbattery.models.registry import segmenter_path
 
@@ -64,4 +64,3 @@ def test_service_with_real_segmenter_checkpoint(model_dir: Path, toy_dataset: Pa
     assert out["mask_source"] == "uploaded"
     offline = svc.predictors["cutouts"].predict([make_cutout(image, load_mask(s.mask))])[0]
     assert out["predictions"]["cutouts"].probabilities == pytest.approx(offline.probabilities, abs=1e-6)
-    assert {NOTE_AGREE, NOTE_DISAGREE} == {"Models agree", "Models disagree – possible background bias"}

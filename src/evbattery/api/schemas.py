@@ -32,6 +32,7 @@ class BothResponse(BaseModel):
     cutout_model: PredictionPublic
     note: str
     agree: bool
+    unsure: list[str] = Field(default_factory=list, description="models whose top probability is near chance")
     mask_source: str | None
     latency_ms: float
     model_versions: dict[str, str]
@@ -42,6 +43,7 @@ class AllResponse(BaseModel):
 
     results: dict[str, PredictionPublic]
     agree: bool
+    unsure: list[str] = Field(default_factory=list, description="models whose top probability is near chance")
     note: str
     majority_class: str | None
     votes: dict[str, list[str]]

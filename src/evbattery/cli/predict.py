@@ -69,8 +69,9 @@ def predict_cmd(
     from evbattery.core.config import get_settings
     from evbattery.core.imageio import ImageDecodeError, ImageTooLargeError, decode_image_with_alpha, load_mask
     from evbattery.core.io import write_json_report
+    from evbattery.inference.agreement import agreement
     from evbattery.inference.cutouts import MaskSizeError, NoSegmenterError, cutout_for
-    from evbattery.inference.service import ModelService, agreement
+    from evbattery.inference.service import ModelService
 
     if fmt not in FORMATS:
         fail(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -123,7 +124,7 @@ def predict_cmd(
                 for n, p in preds.items():
                     rows.append({"file": str(f), **p.as_dict(), "mask_source": sources[j] if
                                  svc.predictors[n].input_type == "cutouts" else None,
-                                 **({"agree": summary["agree"]} if summary else {})})
+                                 **({"agree": summary["agree"], "unsure": n in summary["unsure"]} if summary else {})})
     report = write_json_report("predictions", {"model_dir": str(model_dir), "models": names,
                                                "predictions": rows, "skipped": skipped})
     if rows:

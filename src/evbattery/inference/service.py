@@ -18,7 +18,7 @@ import numpy as np
 
 from evbattery.inference.batching import BatchRunner
 from evbattery.inference.cutouts import MaskPredictor, cutout_for
-from evbattery.inference.predictor import Prediction, Predictor
+from evbattery.inference.predictor import Predictor
 from evbattery.inference.quantize import int8_path
 from evbattery.inference.segmenter import load_segmenter
 from evbattery.models.registry import discover_models, segmenter_path
@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 
 # Short names the API and CLI accept for the known models.
 ALIASES = {"image": "images", "cutout": "cutouts", "debiased": "images_debiased"}
-NOTE_AGREE = "Models agree"
-NOTE_DISAGREE = "Models disagree – possible background bias"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
@@ -64,17 +62,6 @@ def load_predictors(model_dir: Path, backend: str = "torch", onnx_dir: Path | No
         else:
             out[name] = Predictor.from_checkpoint(path)
     return out
-
-
-def agreement(preds: dict[str, Prediction]) -> dict[str, Any]:
-    """Agreement summary over several models' predictions for one image."""
-    votes: dict[str, list[str]] = {}
-    for name, p in preds.items():
-        votes.setdefault(p.predicted_class, []).append(name)
-    majority = max(votes, key=lambda c: len(votes[c])) if votes else None
-    agree = len(votes) <= 1
-    return {"agree": agree, "note": NOTE_AGREE if agree else NOTE_DISAGREE, "majority_class": majority,
-            "votes": votes}
 
 
 @dataclass

@@ -35,27 +35,33 @@ def model_predictions(resp: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(resp.get("results") or {})
 
 
-def agreement(preds: dict[str, dict[str, Any]]) -> bool:
-    """True when every model predicts the same class."""
-    return len({p["predicted_class"] for p in preds.values()}) <= 1
+def verdict(resp: dict[str, Any]) -> tuple[str, str]:
+    """(level, markdown sentence) for the banner above the columns, from the API's own agree / unsure / note.
 
-
-def verdict(preds: dict[str, dict[str, Any]], mask_source: str | None) -> tuple[bool, str]:
-    """(agree, markdown sentence) for the banner above the columns."""
+    level: "agree" | "disagree" | "unsure" | "none". An unsure model's answer is never reported as agreement.
+    """
+    preds = model_predictions(resp)
     if not preds:
-        return True, "No model answered."
-    if agreement(preds):
+        return "none", "No model answered."
+    unsure = [n for n in resp.get("unsure") or [] if n in preds]
+    if unsure:
+        who = ", ".join(f"{model_title(n)} ({preds[n]['confidence']:.0%} {preds[n]['predicted_class']})"
+                        for n in unsure)
+        return "unsure", (f"**Unsure:** {who} is close to chance, so this answer is a guess, not a judgement of "
+                          f"the cell or its background. The photo may be unlike the photos the models were "
+                          f"trained on; try a closer, evenly lit shot of one cell.")
+    if resp.get("agree"):
         cls = next(iter(preds.values()))["predicted_class"]
-        return True, (f"**The models agree: {cls}.** The model that sees only the cell and the model(s) "
-                      f"that see the whole photo give the same answer, so the background is unlikely to be "
-                      f"driving this prediction.")
+        return "agree", (f"**The models agree: {cls}.** The model that sees only the cell and the model(s) "
+                         f"that see the whole photo give the same answer, so the background is unlikely to be "
+                         f"driving this prediction.")
     votes = ", ".join(f"{model_title(n)} → **{p['predicted_class']}**" for n, p in preds.items())
     msg = (f"**The models disagree:** {votes}. The cutout model sees only the cell; when a full-image model "
            f"answers differently it may be reading the background instead of the cell (background bias). "
            f"Compare the Grad-CAM overlays below: heat outside the cell is a sign of that shortcut.")
-    if mask_source == "segmenter":
+    if resp.get("mask_source") == "segmenter":
         msg += " The mask was predicted by the segmenter, so first check that the cutout shows the whole cell."
-    return False, msg
+    return "disagree", msg
 
 
 def sorted_probabilities(pred: dict[str, Any]) -> list[tuple[str, float]]:

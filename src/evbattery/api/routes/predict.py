@@ -11,8 +11,9 @@ from fastapi import APIRouter, File, HTTPException, Request, UploadFile
 from evbattery.api.deps import ApiKey, MetricsDep, ServiceDep, SettingsDep
 from evbattery.api.schemas import AllResponse, BothResponse, ErrorDetail, PredictionPublic, PredictResponse
 from evbattery.api.uploads import decode_inputs, http_errors, read_upload
+from evbattery.inference.agreement import agreement
 from evbattery.inference.predictor import Prediction
-from evbattery.inference.service import ModelService, agreement
+from evbattery.inference.service import ModelService
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorDetail, "description": desc} for code, desc in (
@@ -99,7 +100,7 @@ async def predict_both(request: Request, svc: ServiceDep, settings: SettingsDep,
     summary = agreement(preds)
     return BothResponse(image_model=public(svc, "images", preds["images"]),
                         cutout_model=public(svc, "cutouts", preds["cutouts"]), note=summary["note"],
-                        agree=summary["agree"], mask_source=out["mask_source"], latency_ms=out["latency_ms"],
+                        agree=summary["agree"], unsure=summary["unsure"], mask_source=out["mask_source"], latency_ms=out["latency_ms"],
                         model_versions={n: svc.predictors[n].version for n in preds})
 
 

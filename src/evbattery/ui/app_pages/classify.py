@@ -121,8 +121,13 @@ except ApiError as e:
 
 preds = model_predictions(resp)
 show_inputs(resp, image, mask)
-agree, text = verdict(preds, resp.get("mask_source"))
-(st.success if agree else st.warning)(text, icon=":material/check_circle:" if agree else ":material/warning:")
+level, text = verdict(resp)
+if level == "agree":
+    st.success(text, icon=":material/check_circle:")
+elif level == "unsure":
+    st.info(text, icon=":material/help:")
+else:
+    st.warning(text, icon=":material/warning:")
 if resp.get("latency_ms") is not None:
     st.caption(f"API latency {float(resp['latency_ms']):.0f} ms")
 for col, (name, pred) in zip(st.columns(max(len(preds), 1)), preds.items(), strict=False):
