@@ -18,18 +18,19 @@ FORMATS = ("table", "json", "csv")
 
 def image_files(paths: list[Path]) -> list[Path]:
     """Files given directly plus every image under the given folders (recursive, sorted)."""
-    from evbattery.data.layout import IMAGE_EXTS
+    from evbattery.core.imageio import readable_suffixes
 
+    suffixes = readable_suffixes()
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
         elif p.is_file():
             out.append(p)
         else:
             fail(f"{p}: no such file or folder")
     if not out:
-        fail(f"no images found in {', '.join(map(str, paths))} (looked for {', '.join(IMAGE_EXTS)})")
+        fail(f"no images found in {', '.join(map(str, paths))} (looked for every image type Pillow reads: {', '.join(suffixes)})")
     return out
 
 

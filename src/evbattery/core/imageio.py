@@ -16,6 +16,15 @@ from PIL import Image, ImageOps
 from evbattery.core.config import MASK_THRESHOLD
 
 
+def readable_suffixes() -> tuple[str, ...]:
+    """Every file suffix the image library can open (JPEG, PNG, WebP, AVIF, BMP, TIFF, GIF, ...), sorted."""
+    from PIL import features
+
+    features.check("avif")  # loads the optional AVIF/WebP plugins so their suffixes are registered
+    Image.init()
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN))
+
+
 class ImageDecodeError(ValueError):
     """The bytes or file are not a readable image."""
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from evbattery.core.config import CLASSES
-from evbattery.core.imageio import ImageDecodeError, load_rgb, save_png
+from evbattery.core.imageio import ImageDecodeError, load_rgb, readable_suffixes, save_png
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import IMAGE_EXTS, DatasetError, DatasetLayout
 
@@ -100,7 +100,8 @@ def group_split(groups: Mapping[str, str], fractions: Mapping[str, float], seed:
 
 def find_images(folder: Path) -> list[Path]:
     """Every image file under a folder (any depth), sorted, hidden files skipped."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS
+    suffixes = readable_suffixes()
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
@@ -134,9 +135,12 @@ class Writer:
         if image.shape[:2] != mask.shape[:2]:
             raise DatasetError(f"{src}: image is {image.shape[1]}x{image.shape[0]} but its mask is "
                                f"{mask.shape[1]}x{mask.shape[0]}")
-        dst = self.layout.image_path(split, cls, stem, src.suffix)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+        if src.suffix.lower() in IMAGE_EXTS:  # the dataset's own formats travel byte for byte
+            dst = self.layout.image_path(split, cls, stem, src.suffix)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        else:  # WebP, AVIF, TIFF, BMP, ...: decoded once and stored losslessly as PNG
+            save_png(image, self.layout.image_path(split, cls, stem, ".png"))
         save_png(mask, self.layout.mask_path(split, cls, stem))
         save_png(make_cutout(image, mask), self.layout.cutout_path(split, cls, stem))
         self.origins[key] = src
