@@ -52,10 +52,10 @@ def test_mask_attention_model_exports_and_explains(toy_dataset: Path, tmp_path: 
     from evbattery.core.config import CLASSES
     from evbattery.inference.gradcam import gradcam_maps
     from evbattery.models.checkpoint import save_checkpoint
-    from evbattery.models.classifier import new_resnet18
+    from evbattery.models.classifier import new_classifier
 
     torch.manual_seed(0)
-    model = new_resnet18(len(CLASSES), "mask_attention")
+    model = new_classifier(len(CLASSES), "mask_attention")
     torch.nn.init.normal_(model.attn.weight, std=0.05)
     ckpt = tmp_path / "best_model_images.pth"
     save_checkpoint(ckpt, model.state_dict(), {"name": "images", "arch": "resnet18", "head": "mask_attention",

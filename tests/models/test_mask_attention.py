@@ -11,7 +11,7 @@ from toy_data import tiny_config
 from evbattery.data.layout import DatasetLayout
 from evbattery.data.loaders import CachedDataset
 from evbattery.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from evbattery.models.classifier import load_classifier, new_resnet18
+from evbattery.models.classifier import load_classifier, new_classifier
 from evbattery.models.mask_attention import MaskAttentionOutputs, MaskAttentionResNet, mask_attention_loss, mask_target
 
 
@@ -19,8 +19,8 @@ def test_flat_attention_starts_as_average_pooling():
     """With its zero-initialised scoring layer the pool weights every position alike: same logits as
     torchvision's avgpool ResNet-18 with the same weights."""
     torch.manual_seed(0)
-    plain = new_resnet18(3).eval()
-    att = new_resnet18(3, "mask_attention").eval()
+    plain = new_classifier(3).eval()
+    att = new_classifier(3, "mask_attention").eval()
     missing = att.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert sorted(missing) == ["attn.bias", "attn.weight"]
     x = torch.randn(2, 3, 64, 64)
@@ -30,7 +30,7 @@ def test_flat_attention_starts_as_average_pooling():
 def test_attention_pools_where_it_scores_high():
     """A large score on one position makes the pooled feature that position's feature."""
     torch.manual_seed(0)
-    att = new_resnet18(3, "mask_attention").eval()
+    att = new_classifier(3, "mask_attention").eval()
     x = torch.randn(1, 3, 64, 64)
     f = att.features(x)                               # (1, 512, 2, 2)
     score = torch.full((1, 1, 2, 2), -30.0)          # every position off ...
@@ -41,7 +41,7 @@ def test_attention_pools_where_it_scores_high():
 
 
 def test_train_mode_returns_mask_logits_and_eval_mode_logits():
-    model = new_resnet18(3, "mask_attention")
+    model = new_classifier(3, "mask_attention")
     out = model.train()(torch.randn(2, 3, 64, 64))
     assert isinstance(out, MaskAttentionOutputs)
     assert out.logits.shape == (2, 3) and out.mask_logits.shape == (2, 1, 2, 2)

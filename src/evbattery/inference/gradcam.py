@@ -1,6 +1,6 @@
-"""Grad-CAM heatmaps (Selvaraju et al. 2017) for a Predictor's ResNet-18, via the grad-cam library.
+"""Grad-CAM heatmaps (Selvaraju et al. 2017) for a Predictor's classifier, via the grad-cam library.
 
-Maps are computed on layer4 at the model's input size from the same preprocessing the Predictor
+Maps are computed on the backbone's last feature map (ResNet-18: layer4) at the model's input size from the same preprocessing the Predictor
 uses, in fp32 (autocast off), and returned in [0, 1].
 """
 
@@ -15,6 +15,16 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from evbattery.inference.predictor import Predictor
+from evbattery.models.backbones import cam_target_layer
+
+
+def cam_layer(model: torch.nn.Module, meta: dict) -> torch.nn.Module:
+    """The layer Grad-CAM hooks: the last block of ResNet-18's layer4 (also under the mask-attention head), or
+    the backbone's registered CAM layer (EfficientNet-Lite0: the activated 1280-channel head map)."""
+    arch = meta.get("arch", "resnet18")
+    if arch == "resnet18":
+        return model.layer4[-1]
+    return cam_target_layer(model, arch)
 
 
 def gradcam_maps(predictor: Predictor, batch_uint8: torch.Tensor,
@@ -25,7 +35,7 @@ def gradcam_maps(predictor: Predictor, batch_uint8: torch.Tensor,
     model = predictor.model.float()
     x = predictor.to_input(batch_uint8).contiguous()
     targets = None if target_classes is None else [ClassifierOutputTarget(int(c)) for c in target_classes]
-    with torch.enable_grad(), GradCAM(model=model, target_layers=[model.layer4[-1]]) as cam:
+    with torch.enable_grad(), GradCAM(model=model, target_layers=[cam_layer(model, predictor.meta)]) as cam:
         maps = cam(input_tensor=x, targets=targets)  # (N, S, S), each map min-max scaled to [0, 1]
     return np.nan_to_num(maps.astype(np.float32))
 

@@ -100,5 +100,11 @@ def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict[str, An
 
 
 def normalisation(meta: dict[str, Any]) -> tuple[list[float], list[float]]:
-    """(mean, std) a model's inputs are normalised with: the checkpoint's own, else ImageNet's (seed models)."""
-    return list(meta.get("mean") or IMAGENET_MEAN), list(meta.get("std") or IMAGENET_STD)
+    """(mean, std) a model's inputs are normalised with: the checkpoint's own, else its backbone's (seed
+    checkpoints: ResNet-18, ImageNet's)."""
+    if meta.get("mean") and meta.get("std"):
+        return list(meta["mean"]), list(meta["std"])
+    from evbattery.models.backbones import BACKBONES
+
+    spec = BACKBONES.get(meta.get("arch", "resnet18"))
+    return (list(spec.mean), list(spec.std)) if spec else (list(IMAGENET_MEAN), list(IMAGENET_STD))

