@@ -113,3 +113,27 @@ def check_cmd(data: Path = DataDir) -> None:
     if not res.ok:
         fail(f"{len(res.problems)} problem(s) in {data} (details in {path})")
     info(f"[green]ok[/]: no problems in {data} (report: {path})")
+
+
+@data_app.command("real-photos")
+def real_photos_cmd(
+    manifest: Path = typer.Option(Path("benchmarks/real_photos/manifest.csv"), "--manifest",
+                                  help="The real-photo benchmark's manifest (one row per photo)."),
+    sources: list[Path] = typer.Option([], "--sources", help="Folders holding clones of the source repositories "
+                                       "(<owner>/<name> or <owner>+<name>, plain or bare git); repeatable."),
+    out: Path = typer.Option(Path("data/real_photos"), "--out", "-o",
+                             help="Where <split>/<class>/<id> photos are written (shrunk to 512 px)."),
+    download: bool = typer.Option(False, "--download", help="Fetch photos no clone has from their repository "
+                                  "at the recorded commit (needs a network)."),
+) -> None:
+    """Rebuild the real-photo benchmark from its manifest: find each photo, check its hash, shrink, write."""
+    from evbattery.data.real_photos import rebuild
+
+    try:
+        summary = rebuild(manifest, out, sources, download=download)
+    except (ValueError, OSError) as e:
+        fail(str(e))
+    info(f"{summary['written']} photos written to {out} ({out / 'real_photos.json'})")
+    bad = {k: summary[k] for k in ("missing", "hash_mismatch", "undecodable") if summary.get(k)}
+    if bad:
+        fail("; ".join(f"{k}: {', '.join(v)}" for k, v in bad.items()))

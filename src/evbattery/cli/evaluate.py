@@ -19,14 +19,20 @@ def evaluate_cmd(
     cross: bool = typer.Option(False, help="Every model in --model-dir on both the images and the cutouts."),
     tracker: str = typer.Option("wandb", help="wandb | none."),
 ) -> None:
-    """Accuracy, balanced accuracy, macro-F1, per-class report, confusion matrix and ECE on a split."""
+    """Accuracy, balanced accuracy, macro-F1, per-class report, confusion matrix and ECE on a split; or, with
+    --data pointing at a folder of <class>/ photos without masks (real photos), every model on them."""
     from evbattery.core.io import write_json_report
     from evbattery.data.layout import DatasetError, DatasetLayout
     from evbattery.evaluation.evaluate import cross_evaluate, evaluate_model, write_eval_report
+    from evbattery.evaluation.photo_folder import is_photo_folder
     from evbattery.inference.predictor import Predictor
     from evbattery.models.checkpoint import CheckpointError
     from evbattery.models.registry import discover_models, model_path
 
+    photos = data / split if is_photo_folder(data / split) else data
+    if is_photo_folder(photos):
+        _evaluate_photo_folder(photos, model_dir, tracker)
+        return
     layout = DatasetLayout(data)
     try:
         if cross:
@@ -65,6 +71,29 @@ def evaluate_cmd(
         y_pred = [j for i, row in enumerate(cm) for j, n in enumerate(row) for _ in range(n)]
         t.log_classification("eval", y_true, y_pred, r["classes"], r["per_class"])
         t.finish()
+
+
+def _evaluate_photo_folder(folder: Path, model_dir: Path, tracker: str) -> None:
+    """`evaluate --data <folder of class subfolders>`: every model on real photos (cutouts via the segmenter)."""
+    from evbattery.data.layout import DatasetError
+    from evbattery.evaluation.photo_folder import evaluate_photo_folder, write_photo_report
+    from evbattery.models.checkpoint import CheckpointError
+
+    try:
+        r = evaluate_photo_folder(folder, model_dir)
+    except (DatasetError, CheckpointError) as e:
+        fail(str(e))
+    json_path, png = write_photo_report(r)
+    for note in r["notes"] + r["skipped"]:
+        info(note)
+    counts = ", ".join(f"{c} {n}" for c, n in r["counts"].items())
+    table(f"{r['n']} photos in {folder} ({counts}; chance 33 %) -> {json_path}",
+          ["model", "input", "balanced acc", "95 % CI", *(f"recall {c}" for c in r["classes"])],
+          [[m, v["input"], v["balanced_accuracy"], f"{v['balanced_accuracy_ci'][0]:.3f}–{v['balanced_accuracy_ci'][1]:.3f}",
+            *(v["recall"].get(c, {}).get("recall", float("nan")) for c in r["classes"])] for m, v in r["models"].items()])
+    info(f"confusion matrices: {png}")
+    _track(tracker, f"eval-photos-{folder.name}", {"folder": str(folder), "n": r["n"]},
+           {f"eval_photos/{m}/balanced_accuracy": v["balanced_accuracy"] for m, v in r["models"].items()})
 
 
 def _evaluate_segmenter(model_dir: Path, layout, split: str, tracker: str) -> None:

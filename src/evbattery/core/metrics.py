@@ -60,14 +60,25 @@ def classification_metrics(y_true: list[int], y_pred: list[int], probs: np.ndarr
     }
 
 
+def wilson_interval(successes: float, n: float, level: float = 0.95) -> list[float]:
+    """Wilson score interval [low, high] for a proportion successes / n (n may be an effective, non-integer size)."""
+    from scipy import stats
+
+    if n <= 0:
+        return [0.0, 1.0]
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
 def accuracy_by_cell_size(correct: list[bool] | np.ndarray, area: list[float] | np.ndarray,
                           edges: tuple[float, ...] = CELL_SIZE_EDGES, level: float = 0.95) -> list[dict[str, Any]]:
     """Accuracy per bin of cell area (fraction of the frame): [{area_from, area_to, n, accuracy, ci}].
 
     The last bin includes its upper edge; empty bins are left out. `ci` is the Wilson `level` interval.
     """
-    from scipy import stats
-
     correct, area = np.asarray(correct, dtype=bool), np.asarray(area, dtype=np.float64)
     if correct.shape != area.shape:
         raise ValueError(f"{len(correct)} outcomes but {len(area)} cell areas")
@@ -77,9 +88,8 @@ def accuracy_by_cell_size(correct: list[bool] | np.ndarray, area: list[float] | 
         sel = (area >= lo) & ((area <= hi) if last else (area < hi))
         n, k = int(sel.sum()), int(correct[sel].sum())
         if n:
-            ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
             out.append({"area_from": lo, "area_to": hi, "n": n, "accuracy": k / n,
-                        "ci": [float(ci.low), float(ci.high)]})
+                        "ci": wilson_interval(k, n, level)})
     return out
 
 
