@@ -61,7 +61,7 @@ def test_loss_decreases_on_a_tiny_batch(toy_dataset):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["unet_resnet18", "lraspp_mobilenet_v3_large"])
+@pytest.mark.parametrize("arch", ["unet_resnet18", "unet_efficientnet_lite0", "lraspp_mobilenet_v3_large"])
 def test_segmenter_trains_and_predicts_masks(toy_dataset, tmp_path, arch):
     from evbattery.inference.segmenter import Segmenter
     from evbattery.training.train import main
@@ -109,7 +109,7 @@ def test_segmenter_starts_from_a_segmenter_or_a_classifier_checkpoint(toy_datase
     with pytest.raises(CheckpointError, match="a unet_resnet18 segmenter, but --segmenter-arch is lraspp"):
         build_segmenter_to_train(tiny_config(toy_dataset, tmp_path, input_type="masks", pretrained=first,
                                              segmenter_arch="lraspp_mobilenet_v3_large"))
-    with pytest.raises(ValueError, match="imagenet applies to the classifiers"):
+    with pytest.raises(ValueError, match="no offline ImageNet weights for a unet_resnet18 segmenter"):
         build_segmenter_to_train(tiny_config(toy_dataset, tmp_path, input_type="masks", pretrained="imagenet"))
     with pytest.raises(ValueError, match="segmenter_arch 'fcn'"):
         tiny_config(toy_dataset, tmp_path, input_type="masks", segmenter_arch="fcn")
@@ -142,11 +142,8 @@ def test_classifier_starts_from_a_unet_segmenters_encoder(toy_dataset, tmp_path)
 
 
 def test_unet_predicts_at_the_input_resolution_and_checks_the_encoder_it_is_given():
-    from evbattery.models.segmenter import ARCHS
     from evbattery.models.unet import UNetResNet18
-    from evbattery.training.config import SEGMENTER_ARCHS
 
-    assert SEGMENTER_ARCHS == ARCHS  # the config (kept free of torch imports) lists the same archs
     model = UNetResNet18(2).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, 50, 70))["out"].shape == (2, 2, 50, 70)  # odd sizes: no stride rounding
@@ -281,3 +278,25 @@ def test_segmenter_iou_ceiling_script(toy_dataset, tmp_path):
     block = mod.ceilings(DatasetLayout(aligned), "val", 64)
     # edges on the grid come back exactly; only the bilinear upsampling rounds the four corners
     assert block[4] > 0.99 and block[16] > 0.95 and all(block[k] > real[k] for k in real), (block, real)
+
+
+@pytest.mark.slow
+def test_lite0_unet_starts_from_imagenet_and_records_its_normalisation(toy_dataset, tmp_path):
+    """The segmenter for real photos: --segmenter-arch unet_efficientnet_lite0 with --pretrained auto starts its
+    encoder from the offline ImageNet weights, and the checkpoint says [-1, 1] inputs, which the runtime uses."""
+    from evbattery.inference.segmenter import Segmenter
+    from evbattery.models.backbones import lite0_imagenet_state_dict
+    from evbattery.models.segmenter import build_segmenter
+    from evbattery.training.train import build_segmenter_to_train, main
+
+    cfg = tiny_config(toy_dataset, tmp_path, input_type="masks", segmenter_arch="unet_efficientnet_lite0",
+                      pretrained="auto", limit_train=16, image_size=64)
+    model, _, meta = build_segmenter_to_train(cfg)
+    sd = lite0_imagenet_state_dict()
+    assert meta["pretrained"] == "imagenet encoder"
+    assert torch.equal(model.encoder.state_dict()["conv_stem.weight"], sd["conv_stem.weight"])
+    assert not torch.equal(build_segmenter("unet_efficientnet_lite0").encoder.state_dict()["conv_stem.weight"],
+                           sd["conv_stem.weight"])
+    seg = Segmenter.from_checkpoint(main(cfg)["checkpoint"])
+    assert (seg.mean, seg.std) == ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    assert seg.predict_mask(np.full((40, 50, 3), 128, np.uint8)).shape == (40, 50)

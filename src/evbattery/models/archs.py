@@ -7,5 +7,6 @@ CLASSIFIER_ARCHS: tuple[str, ...] = ("resnet18", "efficientnet_lite0")
 # How the backbone's last feature map becomes one vector: global average pool, or the mask-guided
 # attention pool of models/mask_attention.py (ResNet-18 only; checkpoint meta "head", absent = avgpool).
 HEADS: tuple[str, ...] = ("avgpool", "mask_attention")
-# Segmenters: U-Net on a ResNet-18 encoder (default), or torchvision's LR-ASPP MobileNetV3-Large.
-SEGMENTER_ARCHS: tuple[str, ...] = ("unet_resnet18", "lraspp_mobilenet_v3_large")
+# Segmenters: U-Net on a ResNet-18 encoder (default), U-Net on an EfficientNet-Lite0 encoder (starts from
+# ImageNet weights offline), or torchvision's LR-ASPP MobileNetV3-Large.
+SEGMENTER_ARCHS: tuple[str, ...] = ("unet_resnet18", "unet_efficientnet_lite0", "lraspp_mobilenet_v3_large")

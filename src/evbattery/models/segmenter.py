@@ -26,6 +26,10 @@ def build_segmenter(arch: str = ARCH) -> nn.Module:
         from evbattery.models.unet import UNetResNet18
 
         return UNetResNet18(NUM_CLASSES)
+    if arch == "unet_efficientnet_lite0":
+        from evbattery.models.unet import UNetLite0
+
+        return UNetLite0(NUM_CLASSES)
     if arch != "lraspp_mobilenet_v3_large":
         raise ValueError(f"segmenter arch {arch!r}; expected one of {', '.join(ARCHS)}")
     from torchvision.models.segmentation import lraspp_mobilenet_v3_large

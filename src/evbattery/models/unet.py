@@ -1,4 +1,4 @@
-"""U-Net with a torchvision ResNet-18 encoder: the segmenter that predicts at full resolution.
+"""U-Nets on a ResNet-18 or an EfficientNet-Lite0 encoder: the segmenters that predict at full resolution.
 
 Why not only LR-ASPP: LR-ASPP predicts on a 1/8-resolution grid and upsamples it, which caps the IoU a
 perfect grid prediction can reach on these small cells (scripts/segmenter_iou_ceiling.py: ~0.90 at 128 px).
@@ -8,6 +8,10 @@ classifiers' exact ResNet-18 layout, so it can start from a trained classifier's
 (`load_encoder`), the offline stand-in for ImageNet weights.
 
     model = UNetResNet18(num_classes=2); model(x)["out"]  # (N, 2, H, W) logits, like torchvision's models
+
+UNetLite0 takes EfficientNet-Lite0's five feature maps (timm's features_only) as its skips, so its encoder can
+start from the ImageNet weights that install offline: a segmenter that has seen real photos' edges and textures
+finds cells in real photos, where one trained from scratch on synthetic photos does not.
 """
 
 from __future__ import annotations
@@ -75,4 +79,38 @@ class UNetResNet18(nn.Module):
             raise ValueError(f"not a ResNet-18 backbone: {bad[0]!r} has shape {tuple(state_dict[bad[0]].shape)}, "
                              f"expected {tuple(own[bad[0]].shape)}")
         self.load_state_dict({k: state_dict[k] for k in own}, strict=False)
+        return len(own)
+
+
+class UNetLite0(nn.Module):
+    """EfficientNet-Lite0 encoder (timm features_only, strides 2..32) + the same light U-Net decoder."""
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        import timm
+
+        from evbattery.models.backbones import LITE0_TF_COMPAT
+
+        self.encoder = timm.create_model("efficientnet_lite0", features_only=True, pretrained=False,
+                                         **LITE0_TF_COMPAT)
+        c2, c4, c8, c16, c32 = self.encoder.feature_info.channels()  # 16, 24, 40, 112, 320
+        self.up4 = UpBlock(c32, c16, 128)
+        self.up3 = UpBlock(128, c8, 64)
+        self.up2 = UpBlock(64, c4, 48)
+        self.up1 = UpBlock(48, c2, 32)
+        self.head = nn.Sequential(conv_bn_relu(32 + 3, 16), nn.Conv2d(16, num_classes, 1))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        s2, s4, s8, s16, s32 = self.encoder(x)
+        d = self.up1(self.up2(self.up3(self.up4(s32, s16), s8), s4), s2)
+        d = F.interpolate(d, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return {"out": self.head(torch.cat([d, x], 1))}
+
+    def load_imagenet_encoder(self) -> int:
+        """Start the encoder from EfficientNet-Lite0's ImageNet weights (offline package); returns tensors copied."""
+        from evbattery.models.backbones import lite0_imagenet_state_dict
+
+        sd = lite0_imagenet_state_dict()
+        own = self.encoder.state_dict()
+        self.encoder.load_state_dict({k: sd[k] for k in own})  # every encoder tensor is in the classifier's
         return len(own)

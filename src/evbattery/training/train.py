@@ -35,10 +35,12 @@ IMAGENET_NORM: Norm = (MEAN, STD)
 def input_norm(cfg: TrainConfig) -> Norm:
     """The normalisation the model trains with: its backbone's (ImageNet's for ResNet-18 and the segmenters,
     [-1, 1] for EfficientNet-Lite), recorded in the checkpoint so every consumer uses the same."""
-    if cfg.input_type == "masks":
-        return IMAGENET_NORM
     from evbattery.models.backbones import backbone_spec
 
+    if cfg.input_type == "masks":
+        lite = cfg.segmenter_arch == "unet_efficientnet_lite0"
+        return (list(backbone_spec("efficientnet_lite0").mean), list(backbone_spec("efficientnet_lite0").std)) \
+            if lite else IMAGENET_NORM
     spec = backbone_spec(cfg.arch)
     return list(spec.mean), list(spec.std)
 # Fault-injection for the resume test: seconds to sleep after every training step (0 = off).
@@ -226,11 +228,15 @@ def build_segmenter_to_train(cfg: TrainConfig) -> tuple[nn.Module, nn.Module, di
 
     arch = cfg.segmenter_arch
     meta = {"arch": arch, "task": "segmentation", "input_type": "images", "classes": ["background", "cell"]}
+    if arch == "unet_efficientnet_lite0" and cfg.pretrained in ("auto", "imagenet"):
+        model = build_segmenter(arch)
+        model.load_imagenet_encoder()
+        return model, SegmentationLoss(), {**meta, "pretrained": "imagenet encoder"}
     if cfg.pretrained in ("auto", "none"):
         return build_segmenter(arch), SegmentationLoss(), {**meta, "pretrained": "none"}
     if cfg.pretrained == "imagenet":
-        raise ValueError("--pretrained imagenet applies to the classifiers; the segmenter trains from scratch "
-                         "(auto | none) or starts from a segmenter or ResNet-18 classifier checkpoint (PATH)")
+        raise ValueError(f"--pretrained imagenet: no offline ImageNet weights for a {arch} segmenter; use "
+                         "--segmenter-arch unet_efficientnet_lite0, or auto | none | a checkpoint PATH")
     ckpt = load_checkpoint(cfg.pretrained)
     if ckpt["meta"].get("task") == "classification":
         if arch != "unet_resnet18" or ckpt["meta"].get("arch") != "resnet18":
