@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,3 +95,27 @@ def png_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def read_photo_reports(reports: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, report) of every reports/eval_photos_*.json that parses, newest first."""
+    import json
+
+    out = []
+    for p in sorted(reports.glob("eval_photos_*.json"), key=lambda q: q.stat().st_mtime, reverse=True):
+        try:
+            out.append((p, json.loads(p.read_text())))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def photo_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table row per model: balanced accuracy with its 95 % interval and the recall of each class."""
+    rows = []
+    for name, r in report["models"].items():
+        lo, hi = r["balanced_accuracy_ci"]
+        rows.append({"model": model_title(name), "backbone": r.get("arch", "resnet18"), "input": r["input"],
+                     "balanced accuracy": f"{r['balanced_accuracy']:.1%}", "95 % CI": f"{lo:.0%}–{hi:.0%}",
+                     **{f"recall {c}": f"{v['recall']:.0%} (n={v['n']})" for c, v in r["recall"].items()}})
+    return rows
