@@ -9,6 +9,7 @@ Environment variables (all optional):
   EVBATTERY_MAX_UPLOAD_MB upload limit of the API  (default 10)
   EVBATTERY_MAX_PIXELS    decompression-bomb limit (default 40 megapixels)
   EVBATTERY_API_KEY       if set, the API requires X-API-Key
+  EVBATTERY_DEVICE        auto | cpu | cuda | cuda:N (default auto = CUDA when available, else CPU)
   INPUT_TYPE              images | cutouts (seed-compatible default for train/evaluate/predict)
 """
 
@@ -57,6 +58,7 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=10.0, gt=0)
     max_pixels: int = Field(default=40_000_000, gt=0)
     api_key: str | None = None
+    device: str = "auto"  # EVBATTERY_DEVICE: auto | cpu | cuda | cuda:N (checked by evbattery.devices)
 
 
 def get_settings() -> Settings:

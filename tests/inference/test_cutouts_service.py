@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evbattery.config import CLASSES
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetLayout
 from evbattery.imageio import load_mask, load_rgb
 from evbattery.inference.cutouts import MaskSizeError, NoSegmenterError, cutout_for
-from evbattery.inference.service import NOTE_AGREE, NOTE_DISAGREE, ModelService, UnknownModelError
+from evbattery.inference.service import NOTE_AGREE, NOTE_DISAGREE, ModelService, UnknownModelError, agreement
 from evbattery.models.checkpoint import save_checkpoint
 from evbattery.models.registry import segmenter_path
 
@@ -64,4 +65,10 @@ def test_service_with_real_segmenter_checkpoint(model_dir: Path, toy_dataset: Pa
     assert out["mask_source"] == "uploaded"
     offline = svc.predictors["cutouts"].predict([make_cutout(image, load_mask(s.mask))])[0]
     assert out["predictions"]["cutouts"].probabilities == pytest.approx(offline.probabilities, abs=1e-6)
-    assert {NOTE_AGREE, NOTE_DISAGREE} == {"Models agree", "Models disagree – possible background bias"}
+    # the notes are the ones the API documents, and each goes with its verdict
+    prediction = out["predictions"]["cutouts"]
+    other = type(prediction)(next(c for c in CLASSES if c != prediction.predicted_class), 1.0, {}, "images")
+    same_note, split_note = agreement({"a": prediction, "b": prediction}), agreement({"a": prediction, "b": other})
+    assert (same_note["agree"], same_note["note"]) == (True, NOTE_AGREE) and NOTE_AGREE == "Models agree"
+    assert (split_note["agree"], split_note["note"]) == (False, NOTE_DISAGREE)
+    assert NOTE_DISAGREE == "Models disagree – possible background bias"

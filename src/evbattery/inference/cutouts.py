@@ -48,7 +48,7 @@ def cutout_for(image: np.ndarray, uploaded_mask: np.ndarray | None = None, alpha
     return make_cutout(image, mask), mask, source
 
 
-def load_segmenter(path: Any) -> MaskPredictor | None:
+def load_segmenter(path: Any, device: Any = None) -> MaskPredictor | None:
     """The segmenter at path, or None if the file (or the segmenter module) is not there yet."""
     from pathlib import Path
 
@@ -58,4 +58,4 @@ def load_segmenter(path: Any) -> MaskPredictor | None:
         from evbattery.models.segmenter import Segmenter
     except ImportError:
         return None
-    return Segmenter.from_checkpoint(path)
+    return Segmenter.from_checkpoint(path, device=device)

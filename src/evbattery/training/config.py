@@ -19,8 +19,13 @@ SEGMENTER_ARCHS = ("unet_resnet18", "lraspp_mobilenet_v3_large")  # = evbattery.
 # Fields that must match for --resume to continue a run (the rest, e.g. workers or tracker, may change).
 RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size", "seed", "pretrained", "zoom_prob",
                      "debias", "swap_prob", "swap_synth_share", "bg_fade_epochs", "name", "limit_train", "epochs", "scheduler", "segmenter_arch",
-                     "head", "mask_loss_weight")
+                     "head", "mask_loss_weight", "optimizer", "weight_decay", "label_smoothing", "lr_scaling",
+                     "warmup_pct")
 HEADS = ("avgpool", "mask_attention")  # = evbattery.models.classifier.HEADS
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = ("cosine", "step", "onecycle")
+LR_SCALINGS = ("none", "sqrt", "linear")
+LR_BASE_BATCH = 32  # lr_scaling scales lr by (batch_size / LR_BASE_BATCH) or its square root
 
 
 @dataclass
@@ -33,7 +38,11 @@ class TrainConfig:
     runs_dir: str = "runs"
     epochs: int = 10
     batch_size: int = 32
-    lr: float = 1e-3                # Adam
+    lr: float = 1e-3                # Adam / AdamW (the peak with onecycle), at LR_BASE_BATCH unless lr_scaling
+    lr_scaling: str = "none"        # none | sqrt | linear: lr x (batch_size / 32) ** (1/2 | 1)
+    optimizer: str = "adam"         # adam | adamw (decoupled weight decay); fused kernels on CPU and CUDA
+    weight_decay: float = 0.0       # L2 (adam) or decoupled (adamw) weight decay
+    label_smoothing: float = 0.0    # classifiers: cross-entropy label smoothing (0 = off)
     image_size: int = 224           # square input; the full frame is resized (no crop)
     workers: int = DEFAULT_WORKERS  # DataLoader workers (0 = main process; see DEFAULT_WORKERS)
     seed: int = 0
@@ -54,11 +63,14 @@ class TrainConfig:
     name: str | None = None         # model name; default input_type, or images_debiased with bg-swap
     limit_train: int | None = None  # cap on training samples (quick profiles, tests)
     wandb_project: str = "evbattery"
-    scheduler: str = "cosine"       # cosine | step  (lr schedule over the epochs)
+    scheduler: str = "cosine"       # cosine | step (per epoch) | onecycle (per step: warm-up, then cosine down)
+    warmup_pct: float = 0.25        # onecycle: share of the steps spent warming up to the peak lr
     segmenter_arch: str = "unet_resnet18"  # masks only: unet_resnet18 | lraspp_mobilenet_v3_large
     head: str = "avgpool"           # classifiers: avgpool (torchvision's) | mask_attention (models/mask_attention.py)
     mask_loss_weight: float = 1.0   # mask_attention: weight of the attention-vs-mask loss beside cross-entropy
     progress: bool = True           # progress bars
+    device: str = "auto"            # auto (CUDA when available, else CPU) | cpu | cuda | cuda:N; torchrun: cuda:LOCAL_RANK
+    compile: bool = False           # torch.compile the model (opt-in: costs compile time, pays on long GPU runs)
 
     def __post_init__(self) -> None:
         if self.input_type not in INPUT_TYPES:
@@ -69,8 +81,23 @@ class TrainConfig:
             raise ValueError("--debias bg-swap applies to --input-type images only")
         if self.tracker not in TRACKERS:
             raise ValueError(f"tracker {self.tracker!r}; expected one of {', '.join(TRACKERS)}")
-        if self.scheduler not in ("cosine", "step"):
-            raise ValueError(f"scheduler {self.scheduler!r}; expected cosine or step")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler {self.scheduler!r}; expected one of {', '.join(SCHEDULERS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+        if self.lr_scaling not in LR_SCALINGS:
+            raise ValueError(f"lr_scaling {self.lr_scaling!r}; expected one of {', '.join(LR_SCALINGS)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing {self.label_smoothing} must be within [0, 1)")
+        if not 0.0 < self.warmup_pct < 1.0:
+            raise ValueError(f"warmup_pct {self.warmup_pct} must be within (0, 1)")
+        from evbattery.devices import check_device_spec
+
+        self.device = check_device_spec(self.device)  # the form only; availability is checked when training starts
         if self.segmenter_arch not in SEGMENTER_ARCHS:
             raise ValueError(f"segmenter_arch {self.segmenter_arch!r}; expected one of {', '.join(SEGMENTER_ARCHS)}")
         if self.head not in HEADS:
@@ -101,6 +128,12 @@ class TrainConfig:
         if self.input_type == "masks":
             return "segmenter"
         return "images_debiased" if self.debias == "bg-swap" else self.input_type
+
+    @property
+    def effective_lr(self) -> float:
+        """lr after lr_scaling for this batch size (the optimizer's lr; onecycle's peak)."""
+        ratio = self.batch_size / LR_BASE_BATCH
+        return self.lr * {"none": 1.0, "sqrt": ratio ** 0.5, "linear": ratio}[self.lr_scaling]
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for the tracker, config.json and the checkpoint)."""
