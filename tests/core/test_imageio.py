@@ -46,10 +46,17 @@ def test_cmyk_jpeg() -> None:
 
 def test_exif_rotation_applied() -> None:
     img = Image.new("RGB", (20, 10), "white")
+    img.paste((255, 0, 0), (0, 0, 6, 4))  # a red block in the stored top-left corner
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 CW on display
-    out = decode_image(_bytes(img, "JPEG", exif=exif.tobytes()))
+    out = decode_image(_bytes(img, "PNG", exif=exif.tobytes()))
     assert out.size == (10, 20)
+    px = np.asarray(out).astype(int)
+    # rotated 90 degrees clockwise: the stored top-left corner is now the top-right one (not bottom-left, as
+    # a counter-clockwise turn or a transpose-and-flip mix-up would put it)
+    assert (px[0:4, 6:10] == [255, 0, 0]).all()
+    assert (px[0:4, 0:4] == 255).all() and (px[16:20, 0:4] == 255).all() and (px[16:20, 6:10] == 255).all()
+    assert (px == [255, 0, 0]).all(axis=2).sum() == 24  # the block kept its 6 x 4 pixels, turned to 4 x 6
 
 
 def test_alpha_becomes_mask_and_opaque_alpha_does_not() -> None:

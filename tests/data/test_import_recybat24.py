@@ -92,9 +92,24 @@ def test_no_source_photo_in_both_val_and_test(imported: tuple[Manifest, Path]) -
 def test_same_seed_same_split_other_seed_may_differ(imported: tuple[Manifest, Path], tmp_path: Path) -> None:
     man, out = imported
     again = tmp_path / "again"
-    assert runner.invoke(app, ["data", "import-recybat24", str(man.root), "--out", str(again)]).exit_code == 0
+    assert runner.invoke(app, ["data", "import-recybat24", str(man.root), "--out", str(again), "--seed", "42"]).exit_code == 0
     assert _by_stem(again).keys() == _by_stem(out).keys()
     assert {k: v[:2] for k, v in _by_stem(again).items()} == {k: v[:2] for k, v in _by_stem(out).items()}
+    # another seed really is used: the same photos, in the same classes, split differently (still by group)
+    seed42 = {k: v[0] for k, v in _by_stem(out).items()}
+    differs = []
+    for seed in ("1", "2", "3"):
+        other = tmp_path / f"seed{seed}"
+        assert runner.invoke(app, ["data", "import-recybat24", str(man.root), "--out", str(other), "--seed", seed]).exit_code == 0
+        split_of = {k: v[0] for k, v in _by_stem(other).items()}
+        assert split_of.keys() == seed42.keys()
+        assert {k: v[1] for k, v in _by_stem(other).items()} == {k: v[1] for k, v in _by_stem(out).items()}
+        groups: dict[str, set[str]] = {}
+        for stem, split in split_of.items():
+            groups.setdefault(man.group[stem], set()).add(split)
+        assert all(len(g) == 1 for g in groups.values())
+        differs.append(split_of != seed42)
+    assert any(differs), "three other seeds all gave seed 42's split: --seed is not used"
 
 
 def test_file_name_case_preserved(imported: tuple[Manifest, Path]) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from evbattery.core.devices import cpu_supports_bf16
 from evbattery.experiments.bench_infer import bench_api, bench_infer
-from evbattery.inference.predictor import cpu_supports_bf16
 from evbattery.models.registry import discover_models
 
 

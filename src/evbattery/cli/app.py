@@ -26,8 +26,22 @@ DataDir = typer.Option(Path("data/processed"), "--data", "-d", envvar="EVBATTERY
                        help="Dataset root (the folder with dataset.json).")
 DataOut = typer.Option(Path("data/processed"), "--out", "-o", envvar="EVBATTERY_DATA_DIR", help="Dataset root to write.")
 ModelDir = typer.Option(Path("model"), "--model-dir", envvar="EVBATTERY_MODEL_DIR", help="Checkpoint folder.")
+Device = typer.Option(None, "--device", envvar="EVBATTERY_DEVICE",
+                      help="auto | cpu | cuda | cuda:N (auto: CUDA when there is one, else the CPU).")
 RunsDir = typer.Option(Path("runs"), "--runs-dir", envvar="EVBATTERY_RUNS_DIR",
                        help="Per-run logs (config.json, metrics.jsonl).")
+
+
+def use_device(spec: str | None):
+    """The torch.device for --device (None: EVBATTERY_DEVICE, default auto); one clear line when it is not there."""
+    from evbattery.core.config import DeviceError
+    from evbattery.core.console import fail
+    from evbattery.core.devices import resolve_device
+
+    try:
+        return resolve_device(spec)
+    except DeviceError as e:
+        fail(str(e))
 
 
 @app.callback()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from evbattery.cli.app import DataDir, bench_app
+from evbattery.cli.app import DataDir, Device, bench_app, use_device
 from evbattery.core.console import fail, info, print_json, table
 from evbattery.training.config import DEFAULT_WORKERS
 
@@ -23,13 +23,17 @@ def bench_train_cmd(
     steps: int = typer.Option(8, help="Timed steps of the fast loop (batch --batch-size); the naive loop runs 3x as many."),
     batch_size: int = typer.Option(32, help="Batch size of this project's loop."),
     workers: int = typer.Option(DEFAULT_WORKERS, help="DataLoader workers of this project's loop (training's default)."),
+    device: str = Device,
+    compile: bool = typer.Option(False, "--compile/--no-compile", help="Also time the torch.compile'd model."),
 ) -> None:
     """Images/s of this training loop vs the seed's naive loop, and % of the machine's compute limit."""
+    dev = use_device(device)
     from evbattery.data.layout import DatasetError
     from evbattery.experiments.bench_train import run_bench
 
     try:
-        res = run_bench(data, size=size, steps=steps, batch_size=batch_size, workers=workers)
+        res = run_bench(data, size=size, steps=steps, batch_size=batch_size, workers=workers,
+                        device=dev, compile=compile)
     except (DatasetError, ValueError) as e:
         fail(str(e))
     from evbattery.core.io import write_json_report
@@ -49,8 +53,10 @@ def bench_train_cmd(
 def bench_infer_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder."),
                     size: int = typer.Option(224, help="Input side in pixels."),
                     iters: int = typer.Option(50, min=2, help="Timed runs per model and backend."),
-                    warmup: int = typer.Option(5, min=0, help="Untimed warm-up runs.")) -> None:
+                    warmup: int = typer.Option(5, min=0, help="Untimed warm-up runs."),
+                    device: str = Device) -> None:
     """Per-model latency (p50/p99 ms, batch 1): torch, ONNX Runtime fp32 and int8; reports/bench_infer.json."""
+    dev = use_device(device)
     from evbattery.core.config import get_settings
     from evbattery.core.io import write_json_report
     from evbattery.experiments.bench_infer import bench_infer
@@ -60,7 +66,7 @@ def bench_infer_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
     found = discover_models(model_dir)
     if not found:
         fail(f"{model_dir}: no best_model_<name>.pth checkpoints")
-    result = bench_infer(found, size=size, iters=iters, warmup=warmup)
+    result = bench_infer(found, size=size, iters=iters, warmup=warmup, device=dev)
     path = write_json_report("bench_infer", result)
     print_json(result)
     table(f"inference latency at {size} px, batch 1 (ms; target p50 <= {result['target_p50_ms']:g})",
@@ -74,25 +80,31 @@ def bench_infer_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
 def bench_api_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder."),
                   seconds: float = typer.Option(30.0, help="Load duration per server."),
                   concurrency: int = typer.Option(8, min=1, help="Requests in flight."),
-                  backend: str = typer.Option("onnx-int8", help="Backend of the evbattery service: torch | onnx | "
-                                              "onnx-int8 (exported to a temporary folder for the run)."),
+                  backend: str = typer.Option(None, help="Backend of the evbattery service: torch | onnx | "
+                                              "onnx-int8 (exported to a temporary folder for the run). Default: "
+                                              "torch on a GPU, onnx-int8 on a CPU."),
                   data: Path = typer.Option(None, "--data", help="Dataset to calibrate int8 on (default "
                                             "$EVBATTERY_DATA_DIR or data/processed)."),
                   size: int = typer.Option(None, "--size", min=16, help="Serve the models at this input side "
-                                           "(e.g. 224) instead of the size they were trained at.")) -> None:
+                                           "(e.g. 224) instead of the size they were trained at."),
+                  device: str = Device,
+                  max_batch: int = typer.Option(None, "--max-batch", min=1, help="Largest batch the service's "
+                                                "lanes form (default: 64 on a GPU).")) -> None:
     """Requests/s and p50/p99 of POST /predict/both: evbattery service vs a naive one (same run)."""
+    dev = use_device(device)
     from evbattery.core.config import get_settings
     from evbattery.core.io import write_json_report
     from evbattery.experiments.bench_infer import bench_api
     from evbattery.inference.service import BACKENDS
 
-    if backend not in BACKENDS:
+    if backend is not None and backend not in BACKENDS:
         fail(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     settings = get_settings()
     model_dir = model_dir or settings.model_dir
     try:
         result = bench_api(model_dir, seconds=seconds, concurrency=concurrency, backend=backend,
-                           data_dir=data or settings.data_dir, size=size)
+                           data_dir=data or settings.data_dir, size=size, device=dev,
+                           max_batch=max_batch)
     except RuntimeError as e:
         fail(str(e))
     path = write_json_report("bench_api", result)

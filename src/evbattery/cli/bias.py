@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from evbattery.cli.app import DataDir, ModelDir, RunsDir, app, experiment_app
+from evbattery.cli.app import DataDir, Device, ModelDir, RunsDir, app, experiment_app, use_device
 from evbattery.core.config import SPLITS
 from evbattery.core.console import fail, info, table
 
@@ -22,8 +22,10 @@ def bias_cmd(
     cam_limit: int = typer.Option(96, "--cam-limit", min=1, help="Images per model for Grad-CAM energy."),
     tracker: str = typer.Option("wandb", "--tracker", help="wandb | none."),
     runs_dir: Path = RunsDir,
+    device: str = Device,
 ) -> None:
     """Backgrounds-Challenge variants, BG-Gap, worst-group accuracy and Grad-CAM for every model."""
+    dev = use_device(device)
     from evbattery.core.io import reports_dir
 
     out = out or reports_dir() / "bias"
@@ -37,7 +39,8 @@ def bias_cmd(
     from evbattery.models.checkpoint import CheckpointError
 
     try:
-        result = run_bias_suite(data, model_dir, split=split, seed=seed, limit=limit, cam_limit=cam_limit)
+        result = run_bias_suite(data, model_dir, split=split, seed=seed, limit=limit, cam_limit=cam_limit,
+                                device=dev)
     except (DatasetError, CheckpointError, FileNotFoundError, ValueError) as e:
         fail(str(e))
     paths = write_bias_report(result, out)
@@ -57,14 +60,16 @@ def bias_cmd(
 @experiment_app.command("bias-sweep")
 def bias_sweep_cmd(
     levels: str = typer.Option("0,0.5,0.9,0.99", "--levels", help="Comma-separated bias levels rho in [0, 1]."),
-    profile: str = typer.Option("quick", "--profile", help="quick (2-core CPU, <= 20 min) | medium (~46 min per level here) | full (a bigger machine) | smoke (tests)."),
+    profile: str = typer.Option("quick", "--profile", help="quick (2-core CPU, <= 20 min) | medium (~46 min per level here) | full (224 px, 24,000 photos per level: a GPU) | smoke (tests)."),
     out: Path | None = typer.Option(None, "--out", help="Sweep folder: data, models, reports per level "
                                     "(default <reports>/sweep)."),
     seed: int = typer.Option(0, "--seed", help="Seed of data generation, training and the suite."),
     segmenter: Path | None = typer.Option(None, "--segmenter", help="Reuse this segmenter.pth instead of training."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the time estimate only."),
+    device: str = Device,
 ) -> None:
     """For each rho: synthesise data, train the models (+ segmenter), run the bias suite; then plot."""
+    dev = use_device(device)
     from evbattery.core.io import reports_dir
     from evbattery.experiments.sweep import PROFILES, estimate_seconds, run_sweep, sweep_rows
 
@@ -80,14 +85,14 @@ def bias_sweep_cmd(
     if segmenter is not None and not segmenter.is_file():
         fail(f"--segmenter {segmenter}: file not found")
     prof = PROFILES[profile]
-    est = estimate_seconds(prof, len(rhos), train_segmenter=segmenter is None)
+    est = estimate_seconds(prof, len(rhos), train_segmenter=segmenter is None, device=dev)
     info(f"profile {profile}: {prof.describe()}")
     when = f"{est / 60:.0f} min" if est >= 120 else f"{est:.0f} s"
     info(f"estimated time for {len(rhos)} level(s) on this 2-core CPU: ~{when} (levels with results are skipped)")
     if dry_run:
         return
     try:
-        summary = run_sweep(rhos, prof, out, seed=seed, segmenter=segmenter)
+        summary = run_sweep(rhos, prof, out, seed=seed, segmenter=segmenter, device=dev)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))
     from rich.markup import escape

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from evbattery.cli.app import DataDir, ModelDir, app
+from evbattery.cli.app import DataDir, Device, ModelDir, app, use_device
 from evbattery.core.console import fail, info, table
 
 
@@ -18,9 +18,11 @@ def evaluate_cmd(
     split: str = typer.Option("test", help="Split to evaluate."), data: Path = DataDir, model_dir: Path = ModelDir,
     cross: bool = typer.Option(False, help="Every model in --model-dir on both the images and the cutouts."),
     tracker: str = typer.Option("wandb", help="wandb | none."),
+    device: str = Device,
 ) -> None:
     """Accuracy, balanced accuracy, macro-F1, per-class report, confusion matrix and ECE on a split; or, with
     --data pointing at a folder of <class>/ photos without masks (real photos), every model on them."""
+    dev = use_device(device)
     from evbattery.core.io import write_json_report
     from evbattery.data.layout import DatasetError, DatasetLayout
     from evbattery.evaluation.evaluate import cross_evaluate, evaluate_model, write_eval_report
@@ -31,7 +33,7 @@ def evaluate_cmd(
 
     photos = data / split if is_photo_folder(data / split) else data
     if is_photo_folder(photos):
-        _evaluate_photo_folder(photos, model_dir, tracker)
+        _evaluate_photo_folder(photos, model_dir, tracker, dev)
         return
     layout = DatasetLayout(data)
     try:
@@ -39,7 +41,7 @@ def evaluate_cmd(
             models = discover_models(model_dir)
             if not models:
                 fail(f"no best_model_*.pth in {model_dir}; train a model first")
-            res = cross_evaluate(models, layout, split)
+            res = cross_evaluate(models, layout, split, device=dev)
             path = write_json_report(f"eval_cross_{split}", res)
             table(f"accuracy on {split} (models x inputs) -> {path}", ["model", *res["inputs"]],
                   [[m, *[res["accuracy"][m][k] for k in res["inputs"]]] for m in res["models"]])
@@ -47,9 +49,9 @@ def evaluate_cmd(
                    {f"eval/{m}/{k}/accuracy": a for m, row in res["accuracy"].items() for k, a in row.items()})
             return
         if input_type in ("segmenter", "masks"):
-            _evaluate_segmenter(model_dir, layout, split, tracker)
+            _evaluate_segmenter(model_dir, layout, split, tracker, dev)
             return
-        predictor = Predictor.from_checkpoint(model_path(model_dir, input_type))
+        predictor = Predictor.from_checkpoint(model_path(model_dir, input_type), device=dev)
         r = evaluate_model(predictor, layout, split)
     except (DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
         fail(str(e))
@@ -73,14 +75,14 @@ def evaluate_cmd(
         t.finish()
 
 
-def _evaluate_photo_folder(folder: Path, model_dir: Path, tracker: str) -> None:
+def _evaluate_photo_folder(folder: Path, model_dir: Path, tracker: str, device=None) -> None:
     """`evaluate --data <folder of class subfolders>`: every model on real photos (cutouts via the segmenter)."""
     from evbattery.data.layout import DatasetError
     from evbattery.evaluation.photo_folder import evaluate_photo_folder, write_photo_report
     from evbattery.models.checkpoint import CheckpointError
 
     try:
-        r = evaluate_photo_folder(folder, model_dir)
+        r = evaluate_photo_folder(folder, model_dir, device=device)
     except (DatasetError, CheckpointError) as e:
         fail(str(e))
     json_path, png = write_photo_report(r)
@@ -96,7 +98,7 @@ def _evaluate_photo_folder(folder: Path, model_dir: Path, tracker: str) -> None:
            {f"eval_photos/{m}/balanced_accuracy": v["balanced_accuracy"] for m, v in r["models"].items()})
 
 
-def _evaluate_segmenter(model_dir: Path, layout, split: str, tracker: str) -> None:
+def _evaluate_segmenter(model_dir: Path, layout, split: str, tracker: str, device=None) -> None:
     """`evaluate --model segmenter`: IoU against the true masks at each photo's resolution."""
     from evbattery.core.io import write_json_report
     from evbattery.evaluation.segmentation import evaluate_segmenter
@@ -106,7 +108,7 @@ def _evaluate_segmenter(model_dir: Path, layout, split: str, tracker: str) -> No
     path = segmenter_path(model_dir)
     if not path.is_file():
         raise FileNotFoundError(f"no segmenter at {path}; train one with `evbattery train --input-type masks`")
-    r = evaluate_segmenter(Segmenter.from_checkpoint(path), layout, split)
+    r = evaluate_segmenter(Segmenter.from_checkpoint(path, device=device), layout, split)
     out = write_json_report(f"eval_segmenter_{split}", r)
     pi = r["per_image"]
     table(f"segmenter ({r['arch']}, {r['image_size']} px) on {split} ({r['n']} photos) -> {out}", ["metric", "value"],

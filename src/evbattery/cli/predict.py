@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from evbattery.cli.app import app
+from evbattery.cli.app import Device, app, use_device
 from evbattery.core.console import fail, info, print_json, table
 
 FORMATS = ("table", "json", "csv")
@@ -58,11 +58,13 @@ def predict_cmd(
     model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder (default $EVBATTERY_MODEL_DIR "
                                    "or model/)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per forward pass."),
+    device: str = Device,
 ) -> None:
     """Classify images with one, two or all models; results on stdout, progress on stderr.
 
     An unreadable image is skipped and named; the others are still classified, and the exit code is 1.
     """
+    dev = use_device(device)
     import numpy as np
     from rich.markup import escape
     from tqdm import tqdm
@@ -82,7 +84,7 @@ def predict_cmd(
     files = image_files(paths)
     if mask is not None and len(files) != 1:
         fail(f"--mask applies to one image, got {len(files)}")
-    svc = ModelService.load(model_dir)
+    svc = ModelService.load(model_dir, device=dev)
     if svc.errors.get("models"):
         fail(f"{model_dir}: {svc.errors['models']}")
     names = model_names(svc, choice)

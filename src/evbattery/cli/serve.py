@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from evbattery.cli.app import app
+from evbattery.cli.app import Device, app, use_device
 from evbattery.core.console import fail
 
 
@@ -19,7 +19,8 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", help="Bind address."),
                                              "EVBATTERY_MODEL_DIR)."),
               backend: str = typer.Option(None, "--backend", help="torch | onnx | onnx-int8 (sets "
                                           "EVBATTERY_API_BACKEND; the onnx ones need `evbattery export onnx "
-                                          "[--int8]` first).")) -> None:
+                                          "[--int8]` first)."),
+              device: str = Device) -> None:
     """Run the HTTP API with uvicorn (docs at /docs)."""
     import uvicorn
 
@@ -31,4 +32,5 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", help="Bind address."),
         if backend not in BACKENDS:
             fail(f"--backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         os.environ["EVBATTERY_API_BACKEND"] = backend
+    os.environ["EVBATTERY_DEVICE"] = str(use_device(device))  # the worker processes load the models there
     uvicorn.run("evbattery.api.app:app", host=host, port=port, workers=workers)

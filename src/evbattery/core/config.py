@@ -9,11 +9,14 @@ Environment variables (all optional):
   EVBATTERY_MAX_UPLOAD_MB upload limit of the API  (default 10)
   EVBATTERY_MAX_PIXELS    decompression-bomb limit (default 40 megapixels)
   EVBATTERY_API_KEY       if set, the API requires X-API-Key
+  EVBATTERY_DEVICE        auto | cpu | cuda | cuda:N for training, evaluation and serving (default auto)
+  EVBATTERY_DEVICE        auto | cpu | cuda | cuda:N (default auto = CUDA when available, else CPU)
   INPUT_TYPE              images | cutouts (seed-compatible default for train/evaluate/predict)
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field
@@ -40,6 +43,22 @@ def checkpoint_name(model_name: str) -> str:
 
 SEGMENTER_FILE = "segmenter.pth"
 
+DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
+DEVICE_HELP = f"one of {DEVICE_FORMS} (auto = CUDA when available, else CPU)"
+_DEVICE_SPEC = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class DeviceError(ValueError):
+    """A --device value that is malformed or names a device this machine does not have."""
+
+
+def check_device_spec(spec: str) -> str:
+    """The spec, lower-cased and stripped, if it has a valid form (availability: core.devices.resolve_device)."""
+    s = str(spec).strip().lower()
+    if not _DEVICE_SPEC.match(s):
+        raise DeviceError(f"--device {spec!r}: expected {DEVICE_HELP}")
+    return s
+
 
 class Settings(BaseSettings):
     """Runtime settings, read from EVBATTERY_* environment variables."""
@@ -54,6 +73,7 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(default=10.0, gt=0)
     max_pixels: int = Field(default=40_000_000, gt=0)
     api_key: str | None = None
+    device: str = "auto"  # EVBATTERY_DEVICE: auto | cpu | cuda | cuda:N (resolved by core.devices)
 
 
 def get_settings() -> Settings:

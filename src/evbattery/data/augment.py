@@ -16,6 +16,7 @@ same work as a few large tensor operations.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -27,12 +28,22 @@ _YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
 _GREY = torch.tensor([0.299, 0.587, 0.114])
 
 
-def _uniform(n: int, lo: float, hi: float, g: torch.Generator | None) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(n, generator=g)
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator | None, device: torch.device | None = None) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g, device=device)
+
+
+@functools.lru_cache(maxsize=8)
+def _consts(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(RGB->YIQ, YIQ->RGB, grey weights) on the device, copied there once (not every batch)."""
+    return _RGB2YIQ.to(device), _YIQ2RGB.to(device), _GREY.to(device)
 
 
 class BatchAugment:
-    """Augment (N,3,S,S) uint8 images (and optionally (N,S,S) masks) -> float32 images in [0, 255], masks."""
+    """Augment (N,3,S,S) uint8 images (and optionally (N,S,S) masks) -> float32 images in [0, 255], masks.
+
+    Runs on the images' device (random draws included: a generator must be on that device too), so a batch
+    held on the GPU is augmented there with no host round trip.
+    """
 
     def __init__(self, kind: str, degrees: float = 15.0, scale: tuple[float, float] = (0.9, 1.1),
                  brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.02) -> None:
@@ -40,38 +51,39 @@ class BatchAugment:
         self.brightness, self.saturation, self.hue = brightness, saturation, hue
         self.contrast = 0.0 if kind == "cutouts" else contrast
 
-    def thetas(self, n: int, g: torch.Generator | None = None) -> torch.Tensor:
+    def thetas(self, n: int, g: torch.Generator | None = None, device: torch.device | None = None) -> torch.Tensor:
         """(N,2,3) affine_grid matrices: output pixel -> input pixel, in normalised coordinates."""
-        ang = _uniform(n, -self.degrees, self.degrees, g) * math.pi / 180
-        s = _uniform(n, *self.scale, g)
-        fx = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
-        fy = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+        ang = _uniform(n, -self.degrees, self.degrees, g, device) * math.pi / 180
+        s = _uniform(n, *self.scale, g, device)
+        fx = torch.where(torch.rand(n, generator=g, device=device) < 0.5, -1.0, 1.0)
+        fy = torch.where(torch.rand(n, generator=g, device=device) < 0.5, -1.0, 1.0)
         # Sampling grid of "flip, then rotate by ang and scale by s": the inverse map, R(-ang) / s, then the flip.
         c, si = torch.cos(ang) / s, torch.sin(ang) / s
-        zero = torch.zeros(n)
+        zero = torch.zeros(n, device=device)
         return torch.stack([torch.stack([fx * c, fx * si, zero], 1),
                             torch.stack([-fy * si, fy * c, zero], 1)], 1)
 
     def colour(self, x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
         """Per-image brightness, contrast, saturation and hue jitter of float (N,3,H,W) in [0, 255]."""
-        n = x.shape[0]
+        n, dev = x.shape[0], x.device
+        rgb2yiq, yiq2rgb, grey_w = _consts(dev)
         shape = (n, 1, 1, 1)
-        x = (x * _uniform(n, 1 - self.brightness, 1 + self.brightness, g).view(shape)).clamp_(0, 255)
-        grey = torch.einsum("nchw,c->nhw", x, _GREY)[:, None]
+        x = (x * _uniform(n, 1 - self.brightness, 1 + self.brightness, g, dev).view(shape)).clamp_(0, 255)
+        grey = torch.einsum("nchw,c->nhw", x, grey_w)[:, None]
         if self.contrast:
             m = grey.mean((2, 3), keepdim=True)
-            f = _uniform(n, 1 - self.contrast, 1 + self.contrast, g).view(shape)
+            f = _uniform(n, 1 - self.contrast, 1 + self.contrast, g, dev).view(shape)
             x = ((x - m) * f + m).clamp_(0, 255)
-            grey = torch.einsum("nchw,c->nhw", x, _GREY)[:, None]
-        f = _uniform(n, 1 - self.saturation, 1 + self.saturation, g).view(shape)
+            grey = torch.einsum("nchw,c->nhw", x, grey_w)[:, None]
+        f = _uniform(n, 1 - self.saturation, 1 + self.saturation, g, dev).view(shape)
         x = ((x - grey) * f + grey).clamp_(0, 255)
         if self.hue:
-            a = _uniform(n, -self.hue, self.hue, g) * 2 * math.pi
+            a = _uniform(n, -self.hue, self.hue, g, dev) * 2 * math.pi
             c, s = torch.cos(a), torch.sin(a)
-            rot = torch.zeros(n, 3, 3)
+            rot = torch.zeros(n, 3, 3, device=dev)
             rot[:, 0, 0] = 1
             rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
-            m = _YIQ2RGB @ rot @ _RGB2YIQ                      # (N,3,3), per image
+            m = yiq2rgb @ rot @ rgb2yiq                        # (N,3,3), per image
             x = torch.einsum("nij,njhw->nihw", m, x).clamp_(0, 255)
         return x
 
@@ -80,7 +92,7 @@ class BatchAugment:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected an (N,3,H,W) batch, got {tuple(images.shape)}")
         n = images.shape[0]
-        grid = F.affine_grid(self.thetas(n, generator), list(images.shape), align_corners=False)
+        grid = F.affine_grid(self.thetas(n, generator, images.device), list(images.shape), align_corners=False)
         x = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         x = self.colour(x, generator)
         if masks is not None:

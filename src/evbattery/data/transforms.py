@@ -6,6 +6,7 @@ same two functions through the Predictor, so offline numbers are the API's numbe
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,9 +40,18 @@ def resize_uint8(image: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     return out[0].contiguous()
 
 
+@functools.lru_cache(maxsize=32)
+def _stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) as (C,1,1) float32 tensors on the device, made once per device: a fresh host-to-GPU copy
+    every batch would block the host until the GPU's queue drains."""
+    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1).to(device)
+    s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1).to(device)
+    return m, s
+
+
 def normalize(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (N,3,H,W) or (3,H,W) -> float32 normalised with mean/std (ImageNet by default)."""
+    """uint8 (N,3,H,W) or (3,H,W) -> float32 normalised with mean/std (ImageNet by default), on the batch's
+    device."""
     x = batch.float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    m, s = _stats(tuple(float(v) for v in mean), tuple(float(v) for v in std), x.device)
     return (x - m) / s

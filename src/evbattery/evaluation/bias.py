@@ -159,11 +159,12 @@ class Evaluation:
     example_inputs: list[tuple[int, str, np.ndarray]] = field(default_factory=list)  # (example, variant, input)
 
 
-def plan_evaluations(model_dir: Path, with_segmenter: bool) -> list[Evaluation]:
-    """An Evaluation per photo model, and per mask source for every cutout model."""
+def plan_evaluations(model_dir: Path, with_segmenter: bool,
+                     device: str | torch.device | None = None) -> list[Evaluation]:
+    """An Evaluation per photo model, and per mask source for every cutout model (Predictors on `device`)."""
     evals = []
     for name, path in discover_models(model_dir).items():
-        pred = Predictor.from_checkpoint(path)
+        pred = Predictor.from_checkpoint(path, device=device)
         if pred.input_type == "cutouts":
             evals.append(Evaluation(f"{name}[true]", name, pred, "true"))
             if with_segmenter:
@@ -173,17 +174,18 @@ def plan_evaluations(model_dir: Path, with_segmenter: bool) -> list[Evaluation]:
     return evals
 
 
-def segmenter_or_note(model_dir: Path) -> tuple[Any, str | None]:
+def segmenter_or_note(model_dir: Path, device: str | torch.device | None = None) -> tuple[Any, str | None]:
     """(Segmenter or None, note explaining why there is none)."""
     path = segmenter_path(model_dir)
-    seg = load_segmenter(path)
+    seg = load_segmenter(path, device)
     return seg, None if seg else f"no segmenter at {path}: cutout models scored with true masks only"
 
 
 def predict_indices(predictor: Predictor, images: list[np.ndarray], classes: tuple[str, ...],
-                    batch_size: int = 64) -> np.ndarray:
+                    batch_size: int | None = None) -> np.ndarray:
     """Predicted class of every image as an index into `classes` (mapped by name from the model's order)."""
     to_ds = np.array([classes.index(c) if c in classes else -1 for c in predictor.classes])
+    batch_size = batch_size or (256 if predictor.device.type == "cuda" else 64)
     out = []
     for i in range(0, len(images), batch_size):
         batch = torch.stack([predictor.prepare(im) for im in images[i:i + batch_size]])
@@ -218,12 +220,17 @@ def _nanmean(v: list[float]) -> float | None:
 
 def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: int = 0,
                    limit: int | None = None, cam_limit: int = 96, n_examples: int = 2,
-                   progress: bool = True) -> BiasResult:
-    """Score every discovered model on every variant of a split; returns summary + examples."""
+                   progress: bool = True, device: str | torch.device | None = None) -> BiasResult:
+    """Score every discovered model on every variant of a split; returns summary + examples.
+
+    device: where the models, the segmenter and Grad-CAM run (None: EVBATTERY_DEVICE, default auto)."""
+    from evbattery.core.devices import resolve_device
+
+    device = resolve_device(device)
     layout = DatasetLayout(Path(data_dir))
-    seg, note = segmenter_or_note(Path(model_dir))
+    seg, note = segmenter_or_note(Path(model_dir), device)
     notes = [note] if note else []
-    evals = plan_evaluations(Path(model_dir), seg is not None)
+    evals = plan_evaluations(Path(model_dir), seg is not None, device)
     if not evals:
         raise FileNotFoundError(f"no best_model_<name>.pth checkpoints in {model_dir}")
     data = load_split(layout, split, limit, seed, progress)

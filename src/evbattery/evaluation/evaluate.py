@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from evbattery.core.config import MASK_THRESHOLD
 from evbattery.core.imageio import load_mask, load_rgb
@@ -20,7 +21,8 @@ CHUNK = 64  # images decoded at a time (bounded memory on big splits)
 
 def evaluate_model(predictor: Predictor, layout: DatasetLayout, split: str = "test",
                    input_kind: str | None = None) -> dict[str, Any]:
-    """Metrics of one model on a split's images or cutouts (default: the model's own input type)."""
+    """Metrics of one model on a split's images or cutouts (default: the model's own input type), on the
+    Predictor's device (`Predictor.from_checkpoint(path, device=...)`)."""
     kind = input_kind or predictor.input_type
     if kind not in INPUT_KINDS:
         raise ValueError(f"input kind {kind!r}; expected one of {', '.join(INPUT_KINDS)}")
@@ -62,12 +64,15 @@ def write_eval_report(result: dict[str, Any], folder: Path | None = None) -> tup
     return json_path, png
 
 
-def cross_evaluate(model_paths: dict[str, Path], layout: DatasetLayout, split: str = "test") -> dict[str, Any]:
-    """Every model on every input kind: {"split", "models", "inputs", "accuracy": {model: {input: acc}}, "results"}."""
+def cross_evaluate(model_paths: dict[str, Path], layout: DatasetLayout, split: str = "test",
+                   device: str | torch.device | None = None) -> dict[str, Any]:
+    """Every model on every input kind: {"split", "models", "inputs", "accuracy": {model: {input: acc}}, "results"}.
+
+    device: where the Predictors run (None: EVBATTERY_DEVICE, default auto)."""
     results: list[dict[str, Any]] = []
     acc: dict[str, dict[str, float]] = {}
     for name, path in model_paths.items():
-        predictor = Predictor.from_checkpoint(path)
+        predictor = Predictor.from_checkpoint(path, device=device)
         for kind in INPUT_KINDS:
             r = evaluate_model(predictor, layout, split, kind)
             results.append({k: v for k, v in r.items() if k != "misclassified"})

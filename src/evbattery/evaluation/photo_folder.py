@@ -68,7 +68,7 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int,
     return {"value": p, "ci": wilson_interval(p * n_eff, n_eff, level), "n_eff": n_eff, "per_class": per_class}
 
 
-def evaluate_photo_folder(folder: Path, model_dir: Path, progress: bool = True) -> dict[str, Any]:
+def evaluate_photo_folder(folder: Path, model_dir: Path, progress: bool = True, device: Any = None) -> dict[str, Any]:
     """Every model in model_dir on the photos of folder: {"folder", "n", "classes", "models": {name: result},
     "photos": [{file, class, <model>: {predicted_class, confidence}}], "skipped": [...], "notes": [...]}."""
     from tqdm import tqdm
@@ -77,8 +77,8 @@ def evaluate_photo_folder(folder: Path, model_dir: Path, progress: bool = True) 
     models = discover_models(model_dir)
     if not models:
         raise DatasetError(f"no best_model_*.pth in {model_dir}; train a model first")
-    predictors = {name: Predictor.from_checkpoint(path) for name, path in models.items()}
-    segmenter = load_segmenter(segmenter_path(model_dir))
+    predictors = {name: Predictor.from_checkpoint(path, device=device) for name, path in models.items()}
+    segmenter = load_segmenter(segmenter_path(model_dir), device)
     notes = []
     if segmenter is None and any(p.input_type == "cutouts" for p in predictors.values()):
         notes.append(f"no segmenter at {segmenter_path(model_dir)}: cutout models skipped (they need a mask)")

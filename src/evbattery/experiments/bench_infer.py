@@ -38,27 +38,48 @@ def _time(fn: Any, iters: int, warmup: int) -> list[float]:
     return out
 
 
-def bench_infer(models: dict[str, Path], size: int = 224, iters: int = 50, warmup: int = 5) -> dict[str, Any]:
-    """Batch-1 latency per model at size x size: torch (the Predictor's fast path), ONNX Runtime fp32 and int8.
+def bench_infer(models: dict[str, Path], size: int = 224, iters: int = 50, warmup: int = 5,
+                device: Any = None, onnx: bool | None = None,
+                batch_sizes: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Batch-1 latency per model at size x size: torch (the Predictor's fast path on `device`), ONNX Runtime fp32
+    and int8 (CPU; by default only when the device is the CPU), and the torch Predictor's batch throughput.
 
+    device: auto | cpu | cuda | cuda:N (None: EVBATTERY_DEVICE). Every timing is end to end: uint8 on the host
+    in, float32 logits on the host out (a GPU's copies and synchronisation included). batch_sizes: batches
+    whose throughput (img/s) is measured (default (64, 256) on CUDA, none on the CPU).
     The int8 model is calibrated on random images here: its latency does not depend on the calibration
     (its accuracy does; `evbattery export onnx --int8` calibrates on the dataset and reports agreement).
     """
     import torch
 
+    from evbattery.core.devices import describe_device, is_cuda, resolve_device
     from evbattery.inference.export import export_onnx
     from evbattery.inference.predictor import Predictor
     from evbattery.inference.quantize import quantize_int8, random_calibration
 
+    device = resolve_device(device)
+    cuda = is_cuda(device)
+    onnx = not cuda if onnx is None else onnx
+    batch_sizes = ((64, 256) if cuda else ()) if batch_sizes is None else batch_sizes
+    if cuda:
+        torch.backends.cudnn.benchmark = True
     x = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8)
     calib = random_calibration(size)
-    results = []
+    results, throughput = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in models.items():
-            pred = Predictor.from_checkpoint(path)
+            pred = Predictor.from_checkpoint(path, device=device)
             pred.image_size = size  # timing at the requested size, whatever the model was trained at
-            results.append({"model": name, "backend": "torch", "precision": pred.precision,
+            results.append({"model": name, "backend": "torch", "device": str(device), "precision": pred.precision,
                             **percentiles(_time(lambda p=pred: p.logits(x), iters, warmup))})
+            for b in batch_sizes:
+                xb = torch.randint(0, 256, (b, 3, size, size), dtype=torch.uint8)
+                ms = _time(lambda p=pred, xb=xb: p.logits(xb), max(3, iters // 5), max(1, warmup))
+                throughput.append({"model": name, "backend": "torch", "batch": b, "precision": pred.precision,
+                                   "img_per_s": round(b / (float(np.median(ms)) / 1000.0), 1),
+                                   "p50_batch_ms": percentiles(ms)["p50_ms"]})
+            if not onnx:
+                continue
             sized = _sized(path, size)
             fp32 = export_onnx(sized, Path(tmp) / f"{name}.onnx")
             variants = (("fp32", fp32), ("int8", quantize_int8(sized, Path(tmp) / f"{name}.int8.onnx", calib,
@@ -70,13 +91,14 @@ def bench_infer(models: dict[str, Path], size: int = 224, iters: int = 50, warmu
     for r in results:
         r["meets_target"] = r["p50_ms"] <= TARGET_P50_MS
     return {"size": size, "batch": 1, "iters": iters, "threads": torch.get_num_threads(),
-            "target_p50_ms": TARGET_P50_MS, "results": results}
+            "device": describe_device(device), "target_p50_ms": TARGET_P50_MS, "results": results,
+            "throughput": throughput}
 
 
 def _sized(path: Path, size: int) -> Any:
     from evbattery.inference.predictor import Predictor
 
-    pred = Predictor.from_checkpoint(path, fast=False)
+    pred = Predictor.from_checkpoint(path, fast=False, device="cpu")
     pred.image_size = size
     return pred
 
@@ -177,7 +199,7 @@ def export_for_bench(models: dict[str, Path], out: Path, int8: bool, data_dir: P
         if not int8:
             export_onnx(path, out / f"{name}.onnx")
             continue
-        pred = Predictor.from_checkpoint(path, fast=False)
+        pred = Predictor.from_checkpoint(path, fast=False, device="cpu")
         if data_dir is not None and (Path(data_dir) / "train").is_dir():
             calib, source = calibration_images(data_dir, pred.input_type, 32), str(data_dir)
         else:
@@ -199,14 +221,28 @@ def resized_models(models: dict[str, Path], out: Path, size: int) -> dict[str, P
     return copies
 
 
-def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, backend: str = "onnx-int8",
-              data_dir: Path | None = None, size: int | None = None) -> dict[str, Any]:
+def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, backend: str | None = "onnx-int8",
+              data_dir: Path | None = None, size: int | None = None, device: Any = None,
+              max_batch: int | None = None) -> dict[str, Any]:
     """/predict/both under load: the naive service, then the evbattery service, one after the other.
 
-    Both serve the same images and cutouts checkpoints (at `size` px if given, else as trained).
+    Both serve the same images and cutouts checkpoints (at `size` px if given, else as trained). The naive
+    service stays the seed's (fp32 torch on the CPU, on the event loop). The evbattery service runs its torch
+    models on `device` (auto | cpu | cuda | cuda:N; None: EVBATTERY_DEVICE): backend None means torch on a GPU
+    and onnx-int8 on the CPU; an ONNX backend runs on the CPU, so it cannot be combined with a CUDA device.
+    max_batch: the service's EVBATTERY_MAX_BATCH (None: its default on the CPU, 64 on a GPU).
     """
+    from evbattery.core.devices import describe_device, is_cuda, resolve_device
     from evbattery.models.checkpoint import load_checkpoint
     from evbattery.models.registry import discover_models
+
+    dev = resolve_device(device)
+    cuda = is_cuda(dev)
+    backend = backend or ("torch" if cuda else "onnx-int8")
+    if cuda and backend.startswith("onnx"):
+        raise RuntimeError(f"backend {backend} runs on the CPU (ONNX Runtime); with a CUDA device use backend torch")
+    if max_batch is None and cuda:
+        max_batch = 64
 
     found = {n: p for n, p in discover_models(model_dir).items() if n in ("images", "cutouts")}
     missing = [n for n in ("images", "cutouts") if n not in found]
@@ -220,7 +256,9 @@ def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, back
             found = resized_models(found, model_dir, size)
         sizes = sorted({int(load_checkpoint(p)["meta"]["image_size"]) for p in found.values()})
         env = {**os.environ, "EVBATTERY_MODEL_DIR": str(model_dir), "EVBATTERY_API_BACKEND": backend,
-               "EVBATTERY_API_KEY": "", "EVBATTERY_ONNX_DIR": str(Path(tmp) / "onnx")}
+               "EVBATTERY_API_KEY": "", "EVBATTERY_ONNX_DIR": str(Path(tmp) / "onnx"), "EVBATTERY_DEVICE": str(dev)}
+        if max_batch is not None:
+            env["EVBATTERY_MAX_BATCH"] = str(max_batch)
         calibration = None
         if backend.startswith("onnx"):
             calibration = export_for_bench(found, Path(tmp) / "onnx", int8=backend == "onnx-int8", data_dir=data_dir)
@@ -233,6 +271,7 @@ def bench_api(model_dir: Path, seconds: float = 30.0, concurrency: int = 8, back
                 _stop(proc)
     ratio = services["evbattery"]["rps"] / max(services["naive"]["rps"], 1e-9)
     return {"endpoint": "/predict/both", "concurrency": concurrency, "seconds": seconds, "backend": backend,
+            "device": describe_device(dev), "max_batch": max_batch,
             "int8_calibration": calibration, "model_input_px": sizes, "image": "640x640 JPEG + PNG mask",
             "services": services, "rps_ratio": round(ratio, 3), "target_ratio": 3.0,
             "p99_lower": services["evbattery"]["p99_ms"] < services["naive"]["p99_ms"]}

@@ -6,7 +6,9 @@ is free (up to `max_batch`) and runs the model once on the stacked inputs. A lon
 once; under load, requests pile up while the previous batch runs and form the next one. Nothing
 waits for a batch to fill.
 
-Lanes of different models run at the same time, so the API gives each model a share of the cores
+Each batch runs on its Predictor's device (`Predictor.logits` moves the stacked uint8 inputs there and brings
+the logits back), so on a GPU a lane is one host thread feeding the GPU whole batches; the API then wants
+a larger EVBATTERY_MAX_BATCH. On the CPU, lanes of different models run at the same time, so the API gives each model a share of the cores
 (`ApiSettings.threads_per_model`): on 2 cores, /predict/both runs its two models side by side on one
 thread each, which costs ~17 % less CPU per image than one model on two threads (measured, int8).
 """

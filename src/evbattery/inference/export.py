@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,13 @@ from evbattery.inference.predictor import Predictor
 def export_onnx(predictor_or_ckpt: Any, out_path: Path | str) -> Path:
     """Export a Predictor (or a checkpoint path) to one self-contained fp32 .onnx file; returns its path."""
     pred = predictor_or_ckpt if isinstance(predictor_or_ckpt, Predictor) else \
-        Predictor.from_checkpoint(predictor_or_ckpt, fast=False)
+        Predictor.from_checkpoint(predictor_or_ckpt, fast=False, device="cpu")
     if pred.backend != "torch":
         raise ValueError(f"{pred.source}: only a torch-backed Predictor can be exported")
-    # fp32, contiguous memory format: the exported graph must not depend on the torch fast path.
-    model = pred.model.float().to(memory_format=torch.contiguous_format).eval()
+    # fp32, contiguous memory format, on the CPU: the exported graph must not depend on the torch fast path
+    # (a Predictor on a GPU keeps its model; the export traces a CPU copy).
+    model = pred.model if pred.device.type == "cpu" else copy.deepcopy(pred.model).cpu()
+    model = model.float().to(memory_format=torch.contiguous_format).eval()
     x = torch.zeros(2, 3, pred.image_size, pred.image_size)
     program = torch.onnx.export(model, (x,), dynamo=True, external_data=False, input_names=["input"],
                                 output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),

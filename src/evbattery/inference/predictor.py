@@ -14,17 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from evbattery.core.devices import autocast, bf16_supported, resolve_device
 from evbattery.data.transforms import normalize, resize_uint8
 from evbattery.models.checkpoint import load_checkpoint, normalisation
 from evbattery.models.classifier import classifier_from_checkpoint
 
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU has native bf16 matmul (AVX512-BF16 / AMX), where autocast pays off."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:
-        return False
+__all__ = ["Prediction", "Predictor"]
 
 
 @dataclass
@@ -44,10 +39,15 @@ class Prediction:
 
 
 class Predictor:
-    """Wraps one classifier. Thread-safe: torch inference holds a lock per model."""
+    """Wraps one classifier. Thread-safe: torch inference holds a lock per model.
+
+    device: auto | cpu | cuda | cuda:N or a torch.device (None: EVBATTERY_DEVICE, default auto). The model lives
+    there, inputs go there, logits come back as float32 numpy. bf16 autocast by default where the device has
+    native bf16 (CUDA; CPUs with AVX512-BF16 / AMX).
+    """
 
     def __init__(self, model: torch.nn.Module | None, meta: dict[str, Any], fast: bool = True,
-                 bf16: bool | None = None, source: str = "") -> None:
+                 bf16: bool | None = None, source: str = "", device: str | torch.device | None = None) -> None:
         self.meta = meta
         self.source = source
         self.name: str = meta.get("name", "model")
@@ -55,25 +55,27 @@ class Predictor:
         self.classes: list[str] = list(meta["classes"])
         self.image_size: int = int(meta.get("image_size", 224))
         self.mean, self.std = normalisation(meta)
-        # fast: channels_last memory format (helps on every CPU measured here); bf16 autocast only
-        # where the CPU has native bf16 (on AVX2-only CPUs bf16 is ~20x slower than fp32).
+        # fast: channels_last memory format (helps on every CPU measured here, and on GPUs); bf16 autocast
+        # only where the device has native bf16 (on AVX2-only CPUs bf16 is ~20x slower than fp32).
+        self.device = resolve_device(device)
         self.fast = fast
-        self.bf16 = (cpu_supports_bf16() if bf16 is None else bf16) and fast
+        self.bf16 = (bf16_supported(self.device) if bf16 is None else bf16) and fast
         self.backend = "torch"
         self.precision = (meta.get("quantization") or {}).get("precision") or ("bf16" if self.bf16 else "fp32")
         # None for an ONNX-backed Predictor: logits() runs the session; Grad-CAM and export need torch.
-        self.model = model.eval() if model is not None else None
+        self.model = model.eval().to(self.device) if model is not None else None
         if self.fast and self.model is not None:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._session: Any = None  # ONNX Runtime session when backend == "onnx"
         self._lock = threading.Lock()
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str, fast: bool = True, bf16: bool | None = None) -> Predictor:
-        """Load a classifier checkpoint (weights_only) into a torch-backed Predictor."""
-        ckpt = load_checkpoint(path)
+    def from_checkpoint(cls, path: Path | str, fast: bool = True, bf16: bool | None = None,
+                        device: str | torch.device | None = None) -> Predictor:
+        """Load a classifier checkpoint (weights_only, to the CPU) into a torch-backed Predictor on `device`."""
+        ckpt = load_checkpoint(path, map_location="cpu")
         return cls(classifier_from_checkpoint(ckpt, str(path)), ckpt["meta"], fast=fast, bf16=bf16,
-                   source=str(path))
+                   source=str(path), device=device)
 
     @classmethod
     def from_onnx(cls, path: Path | str, meta: dict[str, Any] | None = None, threads: int = 2) -> Predictor:
@@ -81,7 +83,7 @@ class Predictor:
         from evbattery.inference.onnx import onnx_session
 
         session, file_meta = onnx_session(path, threads=threads)
-        pred = cls(None, meta or file_meta, fast=False, bf16=False, source=str(path))
+        pred = cls(None, meta or file_meta, fast=False, bf16=False, source=str(path), device="cpu")
         pred.backend, pred._session = "onnx", session
         return pred
 
@@ -96,22 +98,25 @@ class Predictor:
         return resize_uint8(image, self.image_size)
 
     def to_input(self, batch_uint8: torch.Tensor) -> torch.Tensor:
-        """(N,3,S,S) uint8 -> normalised float32 network input."""
-        return normalize(batch_uint8, self.mean, self.std)
+        """(N,3,S,S) uint8 -> normalised float32 network input, on the Predictor's device (uint8 crosses to a
+        GPU, a quarter of the float32 bytes)."""
+        return normalize(batch_uint8.to(self.device), self.mean, self.std)
 
     # -- inference ---------------------------------------------------------------------------
     @torch.inference_mode()
     def logits(self, batch_uint8: torch.Tensor) -> np.ndarray:
-        """(N,3,S,S) uint8 -> (N, C) float32 logits."""
-        x = self.to_input(batch_uint8)
+        """(N,3,S,S) uint8 -> (N, C) float32 logits (numpy, on the host)."""
         if self._session is not None:
+            x = self.to_input(batch_uint8)
             name = self._session.get_inputs()[0].name
             return self._session.run(None, {name: x.numpy()})[0].astype(np.float32)
-        if self.fast:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self._lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(x)
-        return out.float().numpy()
+        with self._lock:  # the whole device round trip: one batch at a time per model
+            x = self.to_input(batch_uint8)
+            if self.fast:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, enabled=self.bf16):
+                out = self.model(x)
+            return out.float().cpu().numpy()
 
     def predict_batch(self, batch_uint8: torch.Tensor) -> list[Prediction]:
         """Predictions for a prepared uint8 batch."""

@@ -76,7 +76,7 @@ def random_calibration(size: int, n: int = 8, seed: int = 0) -> list[np.ndarray]
 def _batches(pred: Predictor, images: Sequence[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
     for i in range(0, len(images), CALIBRATION_BATCH):
         batch = torch.stack([pred.prepare(im) for im in images[i:i + CALIBRATION_BATCH]])
-        yield {"input": pred.to_input(batch).numpy()}
+        yield {"input": pred.to_input(batch).cpu().numpy()}
 
 
 def quantize_int8(source: Predictor | Path | str, out_path: Path | str, images: Sequence[np.ndarray],
@@ -95,7 +95,7 @@ def quantize_int8(source: Predictor | Path | str, out_path: Path | str, images: 
 
     if not images:
         raise ValueError("int8 quantization needs at least one calibration image")
-    pred = source if isinstance(source, Predictor) else Predictor.from_checkpoint(source, fast=False)
+    pred = source if isinstance(source, Predictor) else Predictor.from_checkpoint(source, fast=False, device="cpu")
     if reduce_range is None:
         reduce_range = default_reduce_range()
 

@@ -18,16 +18,27 @@ import torch
 from torch import nn
 from torchvision.transforms.v2 import functional as F
 
+from evbattery.core.devices import autocast, bf16_supported, channels_last, is_cuda, resolve_device
 from evbattery.data.transforms import normalize, resize_uint8
 from evbattery.models.checkpoint import load_checkpoint, normalisation
 from evbattery.models.segmenter import segmenter_from_checkpoint
 
 
 class Segmenter:
-    """Predicts cell masks for photos. Thread-safe: inference holds a lock."""
+    """Predicts cell masks for photos. Thread-safe: inference holds a lock.
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], source: str = "") -> None:
-        self.model = model.eval()
+    device: auto | cpu | cuda | cuda:N or a torch.device (None: EVBATTERY_DEVICE, default auto); the model lives
+    there, with channels_last and bf16 autocast where the device has native bf16 (bf16=None) on CUDA.
+    """
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any], source: str = "",
+                 device: str | torch.device | None = None, bf16: bool | None = None) -> None:
+        self.device = resolve_device(device)
+        # On the CPU the segmenter keeps its fp32 path (its masks are what the CPU tests pin); on CUDA bf16.
+        self.bf16 = (is_cuda(self.device) and bf16_supported(self.device)) if bf16 is None else bf16
+        self.model = model.eval().to(self.device)
+        if is_cuda(self.device):
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.meta = meta
         self.source = source
         self.image_size = int(meta.get("image_size", 224))
@@ -35,20 +46,25 @@ class Segmenter:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str) -> Segmenter:
-        """Load model/segmenter.pth (weights_only)."""
-        ckpt = load_checkpoint(path)
-        return cls(segmenter_from_checkpoint(ckpt, str(path)), ckpt["meta"], source=str(path))
+    def from_checkpoint(cls, path: Path | str, device: str | torch.device | None = None) -> Segmenter:
+        """Load model/segmenter.pth (weights_only, to the CPU) onto `device`."""
+        ckpt = load_checkpoint(path, map_location="cpu")
+        return cls(segmenter_from_checkpoint(ckpt, str(path)), ckpt["meta"], source=str(path), device=device)
 
     @torch.inference_mode()
-    def predict_masks(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
-        """HxWx3 uint8 photos -> HxW uint8 masks (0/255), each at its photo's size."""
+    def predict_masks(self, images: Sequence[np.ndarray], batch_size: int | None = None) -> list[np.ndarray]:
+        """HxWx3 uint8 photos -> HxW uint8 masks (0/255), each at its photo's size (batches of 16 on the CPU,
+        128 on a GPU)."""
+        batch_size = batch_size or (128 if self.device.type == "cuda" else 16)
         out: list[np.ndarray] = []
         for i in range(0, len(images), batch_size):
             chunk = images[i:i + batch_size]
-            x = normalize(torch.stack([resize_uint8(im, self.image_size) for im in chunk]), self.mean, self.std)
-            with self._lock:
-                cell = self.model(x)["out"].argmax(1).to(torch.uint8) * 255  # (N,S,S)
+            batch = torch.stack([resize_uint8(im, self.image_size) for im in chunk]).to(self.device)
+            x = normalize(batch, self.mean, self.std)
+            if self.device.type == "cuda":
+                x = channels_last(x)
+            with self._lock, autocast(self.device, enabled=self.bf16):
+                cell = (self.model(x)["out"].argmax(1).to(torch.uint8) * 255).cpu()  # (N,S,S)
             for im, m in zip(chunk, cell, strict=True):
                 h, w = im.shape[:2]
                 m = F.resize(m[None], [h, w], interpolation=F.InterpolationMode.NEAREST)[0]
@@ -60,6 +76,6 @@ class Segmenter:
         return self.predict_masks([image])[0]
 
 
-def load_segmenter(path: Path | str) -> Segmenter | None:
-    """The segmenter at path, or None when there is no file there (cutout models then need a mask)."""
-    return Segmenter.from_checkpoint(path) if Path(path).is_file() else None
+def load_segmenter(path: Path | str, device: str | torch.device | None = None) -> Segmenter | None:
+    """The segmenter at path on `device`, or None when there is no file there (cutout models then need a mask)."""
+    return Segmenter.from_checkpoint(path, device=device) if Path(path).is_file() else None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from evbattery.inference.batching import BatchRunner
 from evbattery.inference.cutouts import MaskPredictor, cutout_for
@@ -38,8 +39,10 @@ class UnknownModelError(KeyError):
 
 
 def load_predictors(model_dir: Path, backend: str = "torch", onnx_dir: Path | None = None,
-                    names: Sequence[str] | None = None, onnx_threads: int = 2) -> dict[str, Predictor]:
-    """{name: Predictor} for the classifiers in model_dir.
+                    names: Sequence[str] | None = None, onnx_threads: int = 2,
+                    device: str | torch.device | None = None) -> dict[str, Predictor]:
+    """{name: Predictor} for the classifiers in model_dir; torch models on `device` (None: EVBATTERY_DEVICE,
+    default auto = the GPU when there is one). ONNX Runtime models run on the CPU.
 
     Backend "onnx" loads <onnx_dir>/<name>.onnx, "onnx-int8" <onnx_dir>/<name>.int8.onnx (both written by
     `evbattery export onnx [--int8]`; onnx_dir defaults to <model_dir>/onnx).
@@ -60,7 +63,7 @@ def load_predictors(model_dir: Path, backend: str = "torch", onnx_dir: Path | No
                                         f"--model-dir {model_dir}` first)")
             out[name] = Predictor.from_onnx(onnx_path, threads=onnx_threads)
         else:
-            out[name] = Predictor.from_checkpoint(path)
+            out[name] = Predictor.from_checkpoint(path, device=device)
     return out
 
 
@@ -68,7 +71,8 @@ def load_predictors(model_dir: Path, backend: str = "torch", onnx_dir: Path | No
 class ModelService:
     """Loaded classifiers + optional segmenter; thread-safe because each Predictor is.
 
-    With a `batcher`, `run` sends its model calls through it, so concurrent callers share batches.
+    With a `batcher`, `run` sends its model calls through it, so concurrent callers share batches; each
+    batch runs on its Predictor's device (`device`: where load() put the torch models and the segmenter).
     """
 
     predictors: dict[str, Predictor] = field(default_factory=dict)
@@ -76,25 +80,32 @@ class ModelService:
     model_dir: Path = Path("model")
     errors: dict[str, str] = field(default_factory=dict)
     batcher: BatchRunner | None = None
+    device: str | torch.device | None = None
     _explainers: dict[str, Predictor] = field(default_factory=dict, repr=False)
     _explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def load(cls, model_dir: Path, backend: str = "torch", onnx_dir: Path | None = None,
-             batcher: BatchRunner | None = None, onnx_threads: int = 2) -> ModelService:
-        """Load every model of model_dir (failures are recorded in .errors, not raised)."""
-        svc = cls(model_dir=Path(model_dir), batcher=batcher)
+             batcher: BatchRunner | None = None, onnx_threads: int = 2,
+             device: str | torch.device | None = None) -> ModelService:
+        """Load every model of model_dir (failures are recorded in .errors, not raised) onto `device` (None:
+        EVBATTERY_DEVICE, default auto; a bad or missing device raises DeviceError here, before any model)."""
+        from evbattery.core.devices import resolve_device
+
+        device = resolve_device(device)
+        svc = cls(model_dir=Path(model_dir), batcher=batcher, device=device)
         names = list(discover_models(model_dir))
         for name in names:  # one model failing to load does not take the others down
             try:
-                svc.predictors |= load_predictors(model_dir, backend, onnx_dir, names=[name], onnx_threads=onnx_threads)
+                svc.predictors |= load_predictors(model_dir, backend, onnx_dir, names=[name], onnx_threads=onnx_threads,
+                                                  device=device)
             except Exception as e:
                 svc.errors[name] = f"{type(e).__name__}: {e}"
         if not svc.predictors:
             svc.errors["models"] = f"no best_model_<name>.pth checkpoints in {model_dir}" if not names else \
                 f"none of the {len(names)} models in {model_dir} could be loaded (see each model's error)"
         try:
-            svc.segmenter = load_segmenter(segmenter_path(model_dir))
+            svc.segmenter = load_segmenter(segmenter_path(model_dir), device=device)
         except Exception as e:
             svc.errors["segmenter"] = f"{type(e).__name__}: {e}"
         return svc
@@ -156,7 +167,8 @@ class ModelService:
         with self._explain_lock:
             # Grad-CAM hooks a torch model: use a private fp32 copy so served inference is untouched.
             if name not in self._explainers:
-                self._explainers[name] = Predictor.from_checkpoint(discover_models(self.model_dir)[name], fast=False)
+                self._explainers[name] = Predictor.from_checkpoint(discover_models(self.model_dir)[name], fast=False,
+                                                                   device=self.device)
             ex = self._explainers[name]
             batch = ex.prepare(x)[None]
             prediction = ex.predict_batch(batch)[0]

@@ -15,6 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from evbattery.core.config import check_device_spec
 from evbattery.models.archs import CLASSIFIER_ARCHS, HEADS, SEGMENTER_ARCHS
 
 # DataLoader workers. On a 2-core CPU the training threads already fill both cores, and workers doing the
@@ -24,11 +25,15 @@ DEFAULT_WORKERS = 0 if (os.cpu_count() or 1) <= 2 else min(4, (os.cpu_count() or
 TRAIN_INPUTS = ("images", "cutouts", "masks")  # masks = train the segmenter
 DEBIAS_METHODS = (None, "bg-swap")
 TRACKERS = ("wandb", "none")
-SCHEDULERS = ("cosine", "step")
+SCHEDULERS = ("cosine", "step", "onecycle")
+OPTIMIZERS = ("adam", "adamw")
+LR_SCALINGS = ("none", "sqrt", "linear")
+LR_BASE_BATCH = 32  # lr_scaling scales lr by (batch_size / LR_BASE_BATCH) or its square root
 # Fields that must match for --resume to continue a run (the rest, e.g. workers or tracker, may change).
 RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size", "seed", "pretrained", "zoom_prob",
                      "debias", "swap_prob", "swap_synth_share", "bg_fade_epochs", "name", "limit_train", "epochs",
-                     "scheduler", "segmenter_arch", "head", "mask_loss_weight", "arch")
+                     "scheduler", "segmenter_arch", "head", "mask_loss_weight", "arch", "optimizer", "weight_decay",
+                     "label_smoothing", "lr_scaling", "warmup_pct")
 NONE_WORDS = ("none", "")  # what a flag says for "off" where the field is optional (debias, name)
 
 
@@ -50,7 +55,11 @@ class TrainConfig:
                         envvar="EVBATTERY_RUNS_DIR")
     epochs: int = opt(10, "Epochs.")
     batch_size: int = opt(32, "Batch size (per process).")
-    lr: float = opt(1e-3, "Adam learning rate.")
+    lr: float = opt(1e-3, "Learning rate (the peak with onecycle), at batch 32 unless --lr-scaling.")
+    lr_scaling: str = opt("none", "none | sqrt | linear: lr x (batch_size / 32) ** (1/2 | 1).")
+    optimizer: str = opt("adam", "adam | adamw (decoupled weight decay); fused kernels on CPU and CUDA.")
+    weight_decay: float = opt(0.0, "L2 (adam) or decoupled (adamw) weight decay.")
+    label_smoothing: float = opt(0.0, "Classifiers: cross-entropy label smoothing (0 = off).")
     image_size: int = opt(224, "Square input side; the full frame is resized (no crop).", "--image-size", "--size")
     workers: int = opt(DEFAULT_WORKERS, "DataLoader workers (default: 0 on a 2-core CPU, where workers slow "
                                         "training).")
@@ -77,12 +86,16 @@ class TrainConfig:
     name: str | None = opt(None, "Model name (default: the input type, or images_debiased with bg-swap).")
     limit_train: int | None = opt(None, "Use at most this many training images (0 or unset = all).")
     wandb_project: str = opt("evbattery", "W&B project.")
-    scheduler: str = opt("cosine", "cosine | step (lr schedule over the epochs).")
+    scheduler: str = opt("cosine", "cosine | step (per epoch) | onecycle (per step: warm-up, then cosine down).")
+    warmup_pct: float = opt(0.25, "onecycle: share of the steps spent warming up to the peak lr.")
     segmenter_arch: str = opt("unet_resnet18", "With -t masks: " + " | ".join(SEGMENTER_ARCHS) + ".")
     head: str = opt("avgpool", "Classifiers: avgpool | mask_attention (ResNet-18: an attention pool taught the "
                                "cell's mask in training; inference needs no mask).")
     mask_loss_weight: float = opt(1.0, "With --head mask_attention: weight of the attention-vs-mask loss.")
     progress: bool = opt(True, "Progress bars and the summary table.")
+    device: str = opt("auto", "auto (CUDA when available, else CPU) | cpu | cuda | cuda:N; under torchrun each "
+                              "rank takes cuda:LOCAL_RANK.", envvar="EVBATTERY_DEVICE")
+    compile: bool = opt(False, "torch.compile the model (opt-in: costs compile time, pays on long GPU runs).")
 
     def __post_init__(self) -> None:
         if self.debias in NONE_WORDS:
@@ -92,7 +105,8 @@ class TrainConfig:
         if self.limit_train == 0:
             self.limit_train = None
         choices = {"input_type": TRAIN_INPUTS, "tracker": TRACKERS, "scheduler": SCHEDULERS,
-                   "segmenter_arch": SEGMENTER_ARCHS, "head": HEADS, "arch": CLASSIFIER_ARCHS}
+                   "segmenter_arch": SEGMENTER_ARCHS, "head": HEADS, "arch": CLASSIFIER_ARCHS,
+                   "optimizer": OPTIMIZERS, "lr_scaling": LR_SCALINGS}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} {getattr(self, name)!r}; expected one of {', '.join(valid)}")
@@ -104,6 +118,15 @@ class TrainConfig:
             raise ValueError("--head applies to the classifiers (--input-type images | cutouts), not the segmenter")
         if self.head != "avgpool" and self.arch != "resnet18":
             raise ValueError(f"--head {self.head} is built on ResNet-18's layer4; use --arch resnet18")
+        self.device = check_device_spec(self.device)  # the form only; availability is checked when training starts
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing {self.label_smoothing} must be within [0, 1)")
+        if not 0.0 < self.warmup_pct < 1.0:
+            raise ValueError(f"warmup_pct {self.warmup_pct} must be within (0, 1)")
         if self.mask_loss_weight < 0:
             raise ValueError(f"mask_loss_weight must be >= 0, got {self.mask_loss_weight}")
         for f in ("swap_synth_share", "swap_prob", "zoom_prob"):
@@ -125,6 +148,12 @@ class TrainConfig:
         if self.input_type == "masks":
             return "segmenter"
         return "images_debiased" if self.debias == "bg-swap" else self.input_type
+
+    @property
+    def effective_lr(self) -> float:
+        """lr after lr_scaling for this batch size (the optimizer's lr; onecycle's peak)."""
+        ratio = self.batch_size / LR_BASE_BATCH
+        return self.lr * {"none": 1.0, "sqrt": ratio ** 0.5, "linear": ratio}[self.lr_scaling]
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (for the tracker, config.json and the checkpoint)."""

@@ -1,7 +1,8 @@
 """torchrun / DDP support: `torchrun --nproc_per_node N -m evbattery.train ...`.
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; without them everything here
-is a no-op and training runs in one process. On CPU the backend is gloo. Rank 0 logs and saves.
+is a no-op and training runs in one process. The backend follows the training device: NCCL on CUDA (each
+rank on cuda:LOCAL_RANK, see evbattery.core.devices.resolve_device), gloo on the CPU. Rank 0 logs and saves.
 """
 
 from __future__ import annotations
@@ -18,14 +19,25 @@ def is_distributed_env() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init_distributed() -> bool:
-    """Initialise the process group when launched by torchrun; returns whether DDP is on."""
+def init_distributed(device: torch.device | str | None = None) -> bool:
+    """Initialise the process group when launched by torchrun; returns whether DDP is on.
+
+    NCCL when `device` is a CUDA device (made this process's current device first), else gloo."""
     if not is_distributed_env():
         return False
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        cuda = device is not None and torch.device(device).type == "cuda"
+        if cuda:
+            torch.cuda.set_device(torch.device(device))
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
     return True
+
+
+def _comm_device() -> torch.device:
+    """Where collective tensors must live: the current GPU for NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def rank() -> int:
@@ -53,9 +65,9 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     """Sum a few numbers over processes (loss/correct/count totals), identity without DDP."""
     if world_size() == 1:
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64).to(_comm_device())
     dist.all_reduce(t)
-    return t.tolist()
+    return t.cpu().tolist()
 
 
 def broadcast_object(obj: Any) -> Any:
@@ -73,6 +85,9 @@ def wrap_model(model: torch.nn.Module) -> torch.nn.Module:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        return DistributedDataParallel(model, device_ids=[device.index])
     return DistributedDataParallel(model)
 
 

@@ -125,8 +125,11 @@ def _init_worker() -> None:
 
 
 def default_workers() -> int:
-    """Worker processes to use when not told: the usable CPUs (at most 8)."""
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    """Worker processes to use when not told: every usable CPU (the process's affinity mask, else cpu_count).
+
+    Rendering is per-image and independent, so it scales with the cores it is given: 16 processes rendered
+    26,700 photos at 256 px in 38 s on the GPU machine (issue 23); the old cap of 8 left half of them idle."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def generate_dataset(out: Path, n_train: int = 900, n_val: int = 150, n_test: int = 300, size: int = 256,
