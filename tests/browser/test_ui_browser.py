@@ -26,7 +26,7 @@ def stack(toy_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     tmp = tmp_path_factory.mktemp("ui_stack")
     models = tiny_model_dir(toy_dataset, tmp / "model")
     with api_server(models, tmp) as (api_url, api_proc), ui_server(api_url, toy_dataset, tmp) as ui_url:
-        yield {"api": api_proc, "ui": ui_url, "tmp": tmp, "data": toy_dataset}
+        yield {"api": api_proc, "api_url": api_url, "ui": ui_url, "tmp": tmp, "data": toy_dataset}
 
 
 @pytest.fixture()
@@ -41,10 +41,15 @@ def page(tmp_path: Path):
         browser.close()
 
 
+def _photo(data: Path) -> tuple[Path, Path]:
+    image = min((data / "test" / "images" / "pouch").glob("*.jpg"))
+    return image, data / "test" / "masks" / "pouch" / f"{image.stem}.png"
+
+
 def _upload(page, ui_url: str, data: Path) -> None:
     page.goto(ui_url)
     page.get_by_text("Classify a battery cell").wait_for()
-    image = min((data / "test" / "images" / "pouch").glob("*.jpg"))
+    image, _ = _photo(data)
     inputs = page.locator('input[type="file"]')
     inputs.nth(0).set_input_files(str(image))
     inputs.nth(1).set_input_files(str(data / "test" / "masks" / "pouch" / f"{image.stem}.png"))
@@ -57,9 +62,16 @@ def _shot(page, tmp_path: Path, name: str) -> None:
 
 
 def test_upload_shows_both_predictions_and_banner(stack: dict, page, tmp_path: Path) -> None:
+    import httpx
+
+    image, mask = _photo(stack["data"])
+    files = {"file": (image.name, image.read_bytes(), "image/jpeg"), "mask": (mask.name, mask.read_bytes(), "image/png")}
+    api = httpx.post(f"{stack['api_url']}/predict/all", files=files, timeout=60).json()
+    # the banner says what the API says: unsure first, then agree (naming the class) or disagree
+    expected = ("Unsure:" if api["unsure"] else
+                f"The models agree: {api['majority_class']}" if api["agree"] else "The models disagree")
     _upload(page, stack["ui"], stack["data"])
-    banner = page.get_by_text(re.compile(r"The models (agree|disagree)"))
-    banner.wait_for()
+    page.get_by_text(expected).first.wait_for()
     for col in range(3):  # one column per model; Streamlit renders them one after the other
         page.get_by_text("Grad-CAM: red = where the model looked").nth(col).wait_for()
     body = page.inner_text("body")

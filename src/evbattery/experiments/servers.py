@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-UI_SCRIPT = Path(__file__).with_name("app.py")
+UI_SCRIPT = Path(__file__).parents[1] / "ui" / "app.py"  # the Streamlit router (streamlit runs it by path)
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -50,7 +50,7 @@ def show_loaded_models() -> None:
             st.json(meta, expanded=False)
 
 
-st.title("Models")
+st.title("Loaded models")
 show_loaded_models()
 
 # Real photos: `evbattery evaluate --data <folder of class subfolders>` writes reports/eval_photos_<folder>.json.
