@@ -48,8 +48,9 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int,
     """Mean per-class recall over the classes present, with a Wilson interval.
 
     The interval is Wilson's for a proportion with the effective sample size n_eff = p(1-p) / var, where var is
-    the variance of the mean of the per-class recalls (independent binomials); with equal class sizes this is
-    the plain Wilson interval on all photos.
+    the variance of the mean of the per-class recalls (independent binomials, each recall's variance taken at
+    (k + 1) / (n + 2) so that a class with recall 0 or 1 on a few photos still counts as uncertain); with equal
+    class sizes this is close to the plain Wilson interval on all photos.
     """
     recalls, variances = [], []
     per_class = {}
@@ -58,9 +59,11 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int,
         n = int(sel.sum())
         if not n:
             continue
-        r = float((y_pred[sel] == k).mean())
+        hits = int((y_pred[sel] == k).sum())
+        r = hits / n
+        smoothed = (hits + 1) / (n + 2)
         recalls.append(r)
-        variances.append(r * (1 - r) / n)
+        variances.append(smoothed * (1 - smoothed) / n)
         per_class[k] = {"n": n, "recall": r, "ci": wilson_interval(round(r * n), n, level)}
     p = float(np.mean(recalls))
     var = float(np.sum(variances)) / len(recalls) ** 2
