@@ -45,7 +45,7 @@ def ceilings(layout: DatasetLayout, split: str, size: int, strides: tuple[int, .
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("data", type=Path, help="Dataset root (DESIGN.md layout).")
+    ap.add_argument("data", type=Path, help="Dataset root (data/processed layout, see the README).")
     ap.add_argument("--split", default="val")
     ap.add_argument("--sizes", default="128,224,256", help="Comma-separated input sizes.")
     args = ap.parse_args()

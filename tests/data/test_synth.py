@@ -123,7 +123,7 @@ def test_backgrounds_are_deterministic_and_moderate_contrast():
         a = render_background(fam, 64, np.random.default_rng(1))
         b = render_background(fam, 64, np.random.default_rng(1))
         assert a.shape == (64, 64, 3) and a.dtype == np.uint8 and (a == b).all()
-        assert a.mean(axis=2).std() < 25, fam  # structured, not loud (DESIGN.md lesson)
+        assert a.mean(axis=2).std() < 25, fam  # structured, not loud (the prototype's lesson)
 
 
 @pytest.mark.parametrize("args, needle", [

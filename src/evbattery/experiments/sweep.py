@@ -57,7 +57,7 @@ class SweepProfile:
     n_test: int           # a multiple of 27 = 3 classes x 9 families keeps every group equal
     epochs: int
     seg_epochs: int
-    cutout_epochs: int | None = None  # the cutout model learns in a few epochs (DESIGN.md); None = epochs
+    cutout_epochs: int | None = None  # the cutout model learns in a few epochs (measured); None = epochs
     batch_size: int = 32
     lr: float = 1e-3
     swap_prob: float = 1.0  # every training photo on a random background (Xiao et al. trained on Mixed-Rand)

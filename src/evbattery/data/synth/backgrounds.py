@@ -1,6 +1,6 @@
 """Procedural backgrounds: named families of tray / belt / bench surfaces, each widely varied.
 
-Lesson from the prototype (DESIGN.md): loud high-contrast textures keep an image model at chance;
+Lesson from a prototype: loud high-contrast textures kept an image model at chance;
 real trays and belts are structured but quieter than the cell, so every family here stays at
 moderate contrast (texture amplitude a few percent to ~15 % of the base brightness).
 """
