@@ -34,8 +34,9 @@ def separable(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 splits=("train", "val"))
 
 
-@pytest.mark.parametrize("kw", [{"input_type": "cutouts"}, {"input_type": "images", "batch_size": 24}],
-                         ids=["cutouts", "images"])
+@pytest.mark.parametrize("kw", [{"input_type": "cutouts"}, {"input_type": "images", "batch_size": 24},
+                                {"input_type": "images"}],
+                         ids=["cutouts", "images", "images-precise-bn-in-several-batches"])
 def test_train_main_learns_a_separable_set_well_above_chance(separable: Path, tmp_path: Path, kw: dict) -> None:
     from evbattery.inference.predictor import Predictor
     from evbattery.training.train import main
