@@ -12,7 +12,7 @@ from toy_data import tiny_config
 from typer.testing import CliRunner
 
 from evbattery.cli.app import app
-from evbattery.inference.gradcam import gradcam_maps
+from evbattery.inference.gradcam import cam_layer, gradcam_maps
 from evbattery.inference.predictor import Predictor
 from evbattery.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from evbattery.models.classifier import build_classifier, classifier_from_checkpoint, load_classifier
@@ -32,6 +32,8 @@ def test_lite0_trains_from_imagenet_and_every_consumer_reads_its_arch(toy_datase
     x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
     manual = pred.model(((x.float() / 255) - 0.5) / 0.5).detach().numpy()  # [-1, 1] inputs, from the meta
     assert np.allclose(pred.logits(x), manual, atol=1e-4)
+    # Grad-CAM hooks Lite0's activated head map (bn2), not ResNet's layer4, and gives one map per image
+    assert cam_layer(pred.model, meta) is pred.model.bn2
     maps = gradcam_maps(pred, x)
     assert maps.shape == (2, 64, 64) and np.isfinite(maps).all() and 0 <= maps.min() <= maps.max() <= 1
 

@@ -18,9 +18,7 @@ from collections.abc import Iterator
 
 import torch
 
-from evbattery.core.config import DEVICE_FORMS, DEVICE_HELP, DeviceError, check_device_spec, get_settings
-
-DEFAULT_HELP = DEVICE_HELP
+from evbattery.core.config import DEVICE_FORMS, DeviceError, check_device_spec, get_settings
 
 
 def _default_spec() -> str:
