@@ -24,7 +24,7 @@ from evbattery.core.config import CUTOUT_FILL, MASK_THRESHOLD
 from evbattery.core.imageio import ImageDecodeError, ImageTooLargeError, load_mask, load_rgb
 from evbattery.data import variants
 from evbattery.data.layout import DatasetError, DatasetLayout, Sample
-from evbattery.data.transforms import resize_uint8
+from evbattery.data.transforms import pad_fill, resize_mask, resize_uint8
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +61,6 @@ def fade_background(img: torch.Tensor, mask: torch.Tensor, alpha: float) -> torc
 def fade_alpha(epoch: int, fade_epochs: int) -> float:
     """Background weight in epoch `epoch` (0-based) of a fade over `fade_epochs`: (e+1)/(N+1), then 1."""
     return 1.0 if epoch >= fade_epochs else (epoch + 1) / (fade_epochs + 1)
-
-
-def resize_mask(mask: np.ndarray, size: int) -> torch.Tensor:
-    """HxW uint8 mask -> SxS uint8 tensor (nearest, stays 0/255)."""
-    t = torch.from_numpy(np.ascontiguousarray(mask))[None]
-    if t.shape[-2:] != (size, size):
-        t = F.resize(t, [size, size], interpolation=F.InterpolationMode.NEAREST)
-    return t[0].contiguous()
 
 
 def _synth_backgrounds():
@@ -138,13 +130,14 @@ class CachedDataset(Dataset):
         images = torch.empty((n, 3, s, s), dtype=torch.uint8)
         masks = torch.empty((n, s, s), dtype=torch.uint8) if need_masks else None
         src_kind = "images" if self.kind == "masks" else self.kind
+        fill = pad_fill(src_kind)
 
         def decode(i: int) -> str | None:
             smp = self.samples[i]
             if not smp.mask.is_file():
                 return f"{smp.mask}: missing mask"
             try:
-                images[i] = resize_uint8(load_rgb(smp.path(src_kind)), s)
+                images[i] = resize_uint8(load_rgb(smp.path(src_kind)), s, fill)
                 if masks is not None:
                     masks[i] = resize_mask(load_mask(smp.mask), s)
             except FileNotFoundError as e:

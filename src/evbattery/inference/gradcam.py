@@ -14,6 +14,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from evbattery.data.transforms import letterbox_box
 from evbattery.inference.predictor import Predictor
 from evbattery.models.backbones import cam_target_layer
 
@@ -41,10 +42,14 @@ def gradcam_maps(predictor: Predictor, batch_uint8: torch.Tensor,
 
 
 def overlay(image_uint8: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """Heatmap over an HxWx3 uint8 image (cam resized to the image) -> HxWx3 uint8."""
+    """Heatmap over an HxWx3 uint8 image -> HxWx3 uint8. A square cam of a letterboxed input is cropped to the
+    photo's part of the square, then resized to the image."""
     from PIL import Image
 
     h, w = image_uint8.shape[:2]
+    if cam.shape != (h, w) and cam.shape[0] == cam.shape[1] and h != w:
+        top, left, ch, cw = letterbox_box(h, w, cam.shape[0])
+        cam = cam[top:top + ch, left:left + cw]
     if cam.shape != (h, w):
         cam = np.asarray(Image.fromarray((cam * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR),
                          dtype=np.float32) / 255.0

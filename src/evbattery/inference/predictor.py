@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from evbattery.core.devices import autocast, bf16_supported, resolve_device
-from evbattery.data.transforms import normalize, resize_uint8
+from evbattery.data.transforms import normalize, pad_fill, resize_uint8
 from evbattery.models.checkpoint import load_checkpoint, normalisation
 from evbattery.models.classifier import classifier_from_checkpoint
 
@@ -94,8 +94,8 @@ class Predictor:
 
     # -- preprocessing -----------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 (a photo, or a cutout for a cutout model) -> 3xSxS uint8."""
-        return resize_uint8(image, self.image_size)
+        """HxWx3 uint8 (a photo, or a cutout for a cutout model) -> 3xSxS uint8, letterboxed."""
+        return resize_uint8(image, self.image_size, pad_fill(self.input_type))
 
     def to_input(self, batch_uint8: torch.Tensor) -> torch.Tensor:
         """(N,3,S,S) uint8 -> normalised float32 network input, on the Predictor's device (uint8 crosses to a

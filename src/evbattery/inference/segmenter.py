@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torchvision.transforms.v2 import functional as F
 
 from evbattery.core.devices import autocast, bf16_supported, channels_last, is_cuda, resolve_device
-from evbattery.data.transforms import normalize, resize_uint8
+from evbattery.data.transforms import normalize, resize_uint8, unletterbox_mask
 from evbattery.models.checkpoint import load_checkpoint, normalisation
 from evbattery.models.segmenter import segmenter_from_checkpoint
 
@@ -66,9 +65,7 @@ class Segmenter:
             with self._lock, autocast(self.device, enabled=self.bf16):
                 cell = (self.model(x)["out"].argmax(1).to(torch.uint8) * 255).cpu()  # (N,S,S)
             for im, m in zip(chunk, cell, strict=True):
-                h, w = im.shape[:2]
-                m = F.resize(m[None], [h, w], interpolation=F.InterpolationMode.NEAREST)[0]
-                out.append(m.numpy().astype(np.uint8))
+                out.append(unletterbox_mask(m, *im.shape[:2]).numpy().astype(np.uint8))
         return out
 
     def predict_mask(self, image: np.ndarray) -> np.ndarray:
