@@ -33,7 +33,8 @@ LR_BASE_BATCH = 32  # lr_scaling scales lr by (batch_size / LR_BASE_BATCH) or it
 RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size", "seed", "pretrained", "zoom_prob",
                      "debias", "swap_prob", "swap_synth_share", "bg_fade_epochs", "name", "limit_train", "epochs",
                      "scheduler", "segmenter_arch", "head", "mask_loss_weight", "arch", "optimizer", "weight_decay",
-                     "label_smoothing", "lr_scaling", "warmup_pct")
+                     "label_smoothing", "lr_scaling", "warmup_pct", "train_layers", "probe_c")
+TRAIN_LAYERS = ("all", "head")
 NONE_WORDS = ("none", "")  # what a flag says for "off" where the field is optional (debias, name)
 
 
@@ -68,6 +69,12 @@ class TrainConfig:
     pretrained: str = opt("auto", "auto | imagenet | none | PATH. auto: ImageNet weights where they are on disk "
                                   "(EfficientNet-Lite0's ship with the package; ResNet-18's only from torch's "
                                   "cache).")
+    train_layers: str = opt("all", "Classifiers: all (fine-tune the whole network) | head (a linear probe: the "
+                                   "pretrained backbone stays frozen and only the head is fitted, an L2 logistic "
+                                   "regression on its features in one pass; --epochs and the optimizer do not "
+                                   "apply). head keeps the ImageNet features real photos need.")
+    probe_c: float = opt(3e-4, "With --train-layers head: inverse L2 strength of the probe on standardised "
+                               "features (smaller = simpler head).")
     tracker: str = opt("wandb", "wandb (offline unless a key and EVBATTERY_WANDB=online) | none.")
     fast: bool = opt(True, "channels_last, and bf16 autocast where the CPU has native bf16.")
     resume: bool = opt(False, "Continue from model/last_<name>.pth (same config).")
@@ -106,7 +113,7 @@ class TrainConfig:
             self.limit_train = None
         choices = {"input_type": TRAIN_INPUTS, "tracker": TRACKERS, "scheduler": SCHEDULERS,
                    "segmenter_arch": SEGMENTER_ARCHS, "head": HEADS, "arch": CLASSIFIER_ARCHS,
-                   "optimizer": OPTIMIZERS, "lr_scaling": LR_SCALINGS}
+                   "optimizer": OPTIMIZERS, "lr_scaling": LR_SCALINGS, "train_layers": TRAIN_LAYERS}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} {getattr(self, name)!r}; expected one of {', '.join(valid)}")
@@ -118,6 +125,17 @@ class TrainConfig:
             raise ValueError("--head applies to the classifiers (--input-type images | cutouts), not the segmenter")
         if self.head != "avgpool" and self.arch != "resnet18":
             raise ValueError(f"--head {self.head} is built on ResNet-18's layer4; use --arch resnet18")
+        if self.train_layers == "head":
+            if self.input_type == "masks":
+                raise ValueError("--train-layers head applies to the classifiers, not the segmenter (-t masks)")
+            if self.head != "avgpool" or self.debias:
+                raise ValueError("--train-layers head fits a linear head on un-augmented photos; it does not combine "
+                                 "with --head mask_attention or --debias bg-swap")
+            if self.pretrained == "none":
+                raise ValueError("--train-layers head needs a pretrained backbone (--pretrained auto | imagenet | "
+                                 "PATH); a probe on random features learns nothing")
+            if not self.probe_c > 0:
+                raise ValueError(f"probe_c must be > 0, got {self.probe_c}")
         self.device = check_device_spec(self.device)  # the form only; availability is checked when training starts
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")

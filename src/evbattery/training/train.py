@@ -24,9 +24,11 @@ from evbattery.data.augment import BatchAugment
 from evbattery.data.layout import DatasetLayout
 from evbattery.data.loaders import CachedDataset, check_classes, fade_alpha
 from evbattery.data.transforms import normalize
+from evbattery.models.backbones import classifier_head
 from evbattery.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from evbattery.training import distributed as dist
 from evbattery.training.config import TrainConfig, config_differences
+from evbattery.training.probe import fit_linear_probe
 
 MEAN, STD = list(IMAGENET_MEAN), list(IMAGENET_STD)
 Norm = tuple[list[float], list[float]]  # (mean, std) of the network's input
@@ -372,6 +374,10 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     train_ds, val_ds, train_loader, val_loader = load_data(cfg, device)
     classes = list(train_ds.classes)
     model, criterion, meta_base = build_model(cfg, classes)
+    probe = cfg.train_layers == "head"
+    if probe and meta_base["pretrained"].startswith("none"):
+        raise CheckpointError(f"--train-layers head: no pretrained weights for {cfg.arch} "
+                              f"({meta_base['pretrained']}); a probe on random features learns nothing")
     model, criterion = model.to(device), criterion.to(device)
     norm = input_norm(cfg)
     if cfg.fast:
@@ -416,7 +422,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                                                  "world_size": dist.world_size(), "bf16": bf16},
                           backend=cfg.tracker, project=cfg.wandb_project, job_type="train")
     try:
-        for epoch in range(start_epoch, cfg.epochs):
+        for epoch in range(start_epoch, 1 if probe else cfg.epochs):  # a probe is one pass
             if isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
                 train_loader.sampler.set_epoch(epoch)
             elif hasattr(train_loader, "set_epoch"):
@@ -424,12 +430,17 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             lr = optimizer.param_groups[0]["lr"]
             if cfg.bg_fade_epochs:
                 train_ds.set_bg_alpha(fade_alpha(epoch, cfg.bg_fade_epochs))
-            tr = train_one_epoch(model, criterion, optimizer, train_loader, epoch, cfg.fast, bf16,
-                                 cfg.progress and main_proc, cfg.mask_loss_weight, augment, device=device,
-                                 step_scheduler=scheduler if per_step else None, norm=norm)
-            if not per_step:
-                scheduler.step()
-            recalibrate_bn(net, train_ds, cfg.precise_bn, cfg.batch_size, cfg.fast, images=cached, norm=norm)
+            if probe:
+                tr = fit_linear_probe(net, classifier_head(net, cfg.arch), train_ds.images, train_ds.labels,
+                                      val_ds.images, val_ds.labels, norm, cfg.probe_c, device=device, bf16=bf16,
+                                      progress=cfg.progress and main_proc, seed=cfg.seed)
+            else:
+                tr = train_one_epoch(model, criterion, optimizer, train_loader, epoch, cfg.fast, bf16,
+                                     cfg.progress and main_proc, cfg.mask_loss_weight, augment, device=device,
+                                     step_scheduler=scheduler if per_step else None, norm=norm)
+                if not per_step:
+                    scheduler.step()
+                recalibrate_bn(net, train_ds, cfg.precise_bn, cfg.batch_size, cfg.fast, images=cached, norm=norm)
             va = evaluate(model, criterion, val_loader, cfg.fast, bf16, device=device, norm=norm)
             if "y_true" in va:
                 from evbattery.core.metrics import classification_metrics
