@@ -241,7 +241,6 @@ def test_committed_manifest_meets_the_benchmark_contract() -> None:
     assert len({r.sha256 for r in rows}) == len(rows), "two rows have the same original bytes"
 
 
-@pytest.mark.xfail(reason="target not yet reached: see benchmarks/real_photos/README.md (status)", strict=True)
 def test_committed_manifest_reaches_target_size() -> None:
     rows = read_manifest(MANIFEST)
     per_class = Counter(r.cls for r in rows)
