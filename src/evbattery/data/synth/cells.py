@@ -50,18 +50,24 @@ def _label_pattern(s: np.ndarray, n: np.ndarray, rng: np.random.Generator, chars
     return ink.astype(np.float32) * rng.uniform(0.35, 0.7)
 
 
-def render_cylindrical(area_px: float, rng: np.random.Generator, light: Light) -> CellLayer:
-    """Cylinder: shrink-wrapped body with label bands and a specular streak, elliptic caps in perspective."""
+def render_cylindrical(area_px: float, rng: np.random.Generator, light: Light, view: str | None = None,
+                       theta: float | None = None) -> CellLayer:
+    """Cylinder: shrink-wrapped body with label bands and a specular streak, elliptic caps in perspective.
+
+    `view` (side | angled | end_on) and `theta` (the axis' angle in the image) are drawn unless given (packs
+    draw one cell in a fixed pose and repeat it)."""
     fmt, aspect = [("18650", 3.6), ("21700", 3.33), ("26650", 2.5), ("4680", 1.74)][int(rng.integers(4))]
     aspect *= rng.uniform(0.93, 1.07)
-    view = rng.choice(["side", "angled", "end_on"], p=[0.5, 0.36, 0.14])
+    if view is None:
+        view = rng.choice(["side", "angled", "end_on"], p=[0.5, 0.36, 0.14])
     phi = np.radians({"side": rng.uniform(0, 18), "angled": rng.uniform(20, 60), "end_on": rng.uniform(68, 88)}[view])
     r_u, l_u = 0.5, aspect  # unit diameter
     area_unit = 2 * r_u * l_u * np.cos(phi) + np.pi * r_u * r_u * np.sin(phi)
     sc = np.sqrt(area_px / area_unit)
     R, Lp = r_u * sc, l_u * sc * np.cos(phi)
     e = max(R * np.sin(phi), 0.6)
-    theta = rng.uniform(0, 2 * np.pi)
+    if theta is None:
+        theta = rng.uniform(0, 2 * np.pi)
     h, w, u, v = _canvas(Lp / 2 + e + 1, R + 1, theta)
     lu, lv, lz = _local_light(light, theta)
 

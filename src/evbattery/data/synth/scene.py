@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from evbattery.data.synth import packs
 from evbattery.data.synth.backgrounds import render_background_float
 from evbattery.data.synth.cells import render_cell
 from evbattery.data.synth.distractors import KINDS, draw_distractor
@@ -99,12 +100,15 @@ def render_scene(cls: str, family: str, size: int, rng: np.random.Generator) -> 
     n_cells = 2 if rng.random() < 0.2 else 1
     area = sample_area(rng)
     shares = [1.0] if n_cells == 1 else [w := rng.uniform(0.45, 0.6), 1 - w]
+    pack = cls == "cylindrical" and rng.random() < packs.PACK_SHARE
+    if pack:
+        shares = [1.0]
     cell_cov = np.zeros((size, size), np.float32)
     placed, poses = [], []
     for share in shares:
         a_px = area * share * size * size
         for _ in range(4):  # shrink until the cell fits in the frame
-            layer = render_cell(cls, a_px, rng, light)
+            layer = packs.render_cylindrical_pack(a_px, rng, light) if pack else render_cell(cls, a_px, rng, light)
             fit = (size - 2) / max(layer.alpha.shape)
             if fit >= 1:
                 break
@@ -119,6 +123,8 @@ def render_scene(cls: str, family: str, size: int, rng: np.random.Generator) -> 
         cell_cov[win] += a * (1 - cell_cov[win])
         placed.append((win, layer.rgb[: a.shape[0], : a.shape[1]], a))
         poses.append(layer.pose)
+    if pack:
+        n_cells = int(poses[0]["cells"])
     _cast_shadow(img, cell_cov, light, size * rng.uniform(0.01, 0.035), rng)
     for win, rgb, a in placed:
         img[win] += (rgb - img[win]) * a[..., None]
