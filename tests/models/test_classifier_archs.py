@@ -1,4 +1,4 @@
-"""Both backbones through the whole product: train -> checkpoint (arch + normalisation) -> Predictor, Grad-CAM,
+"""Every backbone through the whole product: train -> checkpoint (arch + normalisation) -> Predictor, Grad-CAM,
 ONNX; and one clear line for an unknown arch, a checkpoint whose weights are another arch's, or missing weights."""
 
 from __future__ import annotations
@@ -19,20 +19,21 @@ from evbattery.models.classifier import build_classifier, classifier_from_checkp
 
 
 @pytest.mark.slow
-def test_lite0_trains_from_imagenet_and_every_consumer_reads_its_arch(toy_dataset, tmp_path):
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_lite_trains_from_imagenet_and_every_consumer_reads_its_arch(arch, toy_dataset, tmp_path):
     from evbattery.training.train import main
 
-    cfg = tiny_config(toy_dataset, tmp_path, input_type="cutouts", arch="efficientnet_lite0", pretrained="auto",
+    cfg = tiny_config(toy_dataset, tmp_path, input_type="cutouts", arch=arch, pretrained="auto",
                       image_size=64, limit_train=24)
     path = main(cfg)["checkpoint"]
     meta = load_checkpoint(path)["meta"]
     assert (meta["arch"], meta["pretrained"], meta["mean"], meta["std"]) == \
-        ("efficientnet_lite0", "imagenet", [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+        (arch, "imagenet", [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
     pred = Predictor.from_checkpoint(path, fast=False)
     x = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
     manual = pred.model(((x.float() / 255) - 0.5) / 0.5).detach().numpy()  # [-1, 1] inputs, from the meta
     assert np.allclose(pred.logits(x), manual, atol=1e-4)
-    # Grad-CAM hooks Lite0's activated head map (bn2), not ResNet's layer4, and gives one map per image
+    # Grad-CAM hooks the Lite model's activated head map (bn2), not ResNet's layer4, and gives one map per image
     assert cam_layer(pred.model, meta) is pred.model.bn2
     maps = gradcam_maps(pred, x)
     assert maps.shape == (2, 64, 64) and np.isfinite(maps).all() and 0 <= maps.min() <= maps.max() <= 1
@@ -43,20 +44,22 @@ def test_lite0_trains_from_imagenet_and_every_consumer_reads_its_arch(toy_datase
     assert np.abs(onnx_pred.logits(x) - pred.logits(x)).max() < 1e-3
 
 
-def test_pretrained_lite0_starts_from_the_packaged_imagenet_weights():
-    from evbattery.models.backbones import lite0_imagenet_state_dict
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_pretrained_lite_starts_from_the_packaged_imagenet_weights(arch):
+    from evbattery.models.backbones import imagenet_state_dict
 
-    model, desc = build_classifier(3, "auto", arch="efficientnet_lite0")
-    sd = lite0_imagenet_state_dict()
+    model, desc = build_classifier(3, "auto", arch=arch)
+    sd = imagenet_state_dict(arch)
     assert desc == "imagenet"
-    assert torch.equal(model.state_dict()["conv_stem.weight"], sd["conv_stem.weight"])
+    own = model.state_dict()
+    assert all(torch.equal(own[k], sd[k]) for k in own if not k.startswith("classifier."))
     assert model.get_classifier().out_features == 3  # the 1000-class head is not carried over
 
 
 def test_unknown_arch_is_one_clear_line(tmp_path):
     res = CliRunner().invoke(app, ["train", "--arch", "vgg16", "--data", str(tmp_path), "--tracker", "none"])
     assert res.exit_code == 1
-    assert "arch 'vgg16'; expected one of resnet18, efficientnet_lite0" in res.output and "Traceback" not in res.output
+    assert "arch 'vgg16'; expected one of resnet18, efficientnet_lite0, efficientnet_lite2" in res.output and "Traceback" not in res.output
 
 
 def test_checkpoint_whose_weights_are_another_arch_is_refused(tmp_path):

@@ -71,7 +71,7 @@ def test_a_probe_refuses_what_it_cannot_do(kw: dict, message: str) -> None:
 def test_train_main_fits_only_the_head_of_the_imagenet_lite0(tmp_path: Path) -> None:
     from evbattery.core.imageio import load_rgb
     from evbattery.inference.predictor import Predictor
-    from evbattery.models.backbones import lite0_imagenet_state_dict
+    from evbattery.models.backbones import imagenet_state_dict
     from evbattery.models.checkpoint import load_checkpoint
     from evbattery.training.train import main
 
@@ -84,7 +84,7 @@ def test_train_main_fits_only_the_head_of_the_imagenet_lite0(tmp_path: Path) -> 
     assert result["val"]["acc"] >= 0.9, result["history"]
     assert result["history"][0]["train/temperature"] > 0
     saved = load_checkpoint(result["checkpoint"])["state_dict"]
-    imagenet = lite0_imagenet_state_dict()
+    imagenet = imagenet_state_dict("efficientnet_lite0")
     frozen = [k for k in imagenet if not k.startswith("classifier.")]
     assert len(frozen) > 200
     for k in frozen:  # every backbone weight and BatchNorm statistic is ImageNet's, untouched

@@ -285,14 +285,14 @@ def test_lite0_unet_starts_from_imagenet_and_records_its_normalisation(toy_datas
     """The segmenter for real photos: --segmenter-arch unet_efficientnet_lite0 with --pretrained auto starts its
     encoder from the offline ImageNet weights, and the checkpoint says [-1, 1] inputs, which the runtime uses."""
     from evbattery.inference.segmenter import Segmenter
-    from evbattery.models.backbones import lite0_imagenet_state_dict
+    from evbattery.models.backbones import imagenet_state_dict
     from evbattery.models.segmenter import build_segmenter
     from evbattery.training.train import build_segmenter_to_train, main
 
     cfg = tiny_config(toy_dataset, tmp_path, input_type="masks", segmenter_arch="unet_efficientnet_lite0",
                       pretrained="auto", limit_train=16, image_size=64)
     model, _, meta = build_segmenter_to_train(cfg)
-    sd = lite0_imagenet_state_dict()
+    sd = imagenet_state_dict("efficientnet_lite0")
     assert meta["pretrained"] == "imagenet encoder"
     assert torch.equal(model.encoder.state_dict()["conv_stem.weight"], sd["conv_stem.weight"])
     assert not torch.equal(build_segmenter("unet_efficientnet_lite0").encoder.state_dict()["conv_stem.weight"],

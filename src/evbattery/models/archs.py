@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Classifier backbones (models/backbones.py builds them; a checkpoint names its own in meta["arch"]).
-CLASSIFIER_ARCHS: tuple[str, ...] = ("resnet18", "efficientnet_lite0")
+CLASSIFIER_ARCHS: tuple[str, ...] = ("resnet18", "efficientnet_lite0", "efficientnet_lite2")
 # How the backbone's last feature map becomes one vector: global average pool, or the mask-guided
 # attention pool of models/mask_attention.py (ResNet-18 only; checkpoint meta "head", absent = avgpool).
 HEADS: tuple[str, ...] = ("avgpool", "mask_attention")

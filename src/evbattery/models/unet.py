@@ -89,10 +89,10 @@ class UNetLite0(nn.Module):
         super().__init__()
         import timm
 
-        from evbattery.models.backbones import LITE0_TF_COMPAT
+        from evbattery.models.backbones import LITE_TF_COMPAT
 
         self.encoder = timm.create_model("efficientnet_lite0", features_only=True, pretrained=False,
-                                         **LITE0_TF_COMPAT)
+                                         **LITE_TF_COMPAT)
         c2, c4, c8, c16, c32 = self.encoder.feature_info.channels()  # 16, 24, 40, 112, 320
         self.up4 = UpBlock(c32, c16, 128)
         self.up3 = UpBlock(128, c8, 64)
@@ -108,9 +108,9 @@ class UNetLite0(nn.Module):
 
     def load_imagenet_encoder(self) -> int:
         """Start the encoder from EfficientNet-Lite0's ImageNet weights (offline package); returns tensors copied."""
-        from evbattery.models.backbones import lite0_imagenet_state_dict
+        from evbattery.models.backbones import imagenet_state_dict
 
-        sd = lite0_imagenet_state_dict()
+        sd = imagenet_state_dict("efficientnet_lite0")
         own = self.encoder.state_dict()
         self.encoder.load_state_dict({k: sd[k] for k in own})  # every encoder tensor is in the classifier's
         return len(own)
