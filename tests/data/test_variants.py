@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evbattery.data.variants import bounding_box, mixed, no_fg, only_bg_t, only_fg
+from evbattery.core.config import MASK_THRESHOLD
+from evbattery.data.variants import bounding_box, cell, mixed, no_fg, only_bg_t, only_fg, resize_to
 from evbattery.evaluation.bias import background_owners, build_variant, choose_partners
 
 
@@ -112,3 +113,58 @@ def test_unknown_variant_is_named() -> None:
     img, mask = scene()
     with pytest.raises(ValueError, match="unknown variant 'nope'"):
         build_variant("nope", [img], [mask], {})
+
+
+def test_resize_to_blends_photos_and_keeps_masks_binary() -> None:
+    """A donor background of another size is resized smoothly (bilinear); a mask stays 0 / 255 (nearest)."""
+    stripes = np.zeros((4, 4, 3), np.uint8)
+    stripes[:, 1::2] = 255
+    photo = resize_to(stripes, (4, 7))
+    assert photo.shape == (4, 7, 3) and len(np.unique(photo)) > 2  # blended values between 0 and 255
+    mask = resize_to(stripes[..., 0], (4, 7), is_mask=True)
+    assert mask.shape == (4, 7) and set(np.unique(mask)) == {0, 255}
+    assert resize_to(stripes, (4, 4)) is stripes  # same size: untouched
+
+
+def test_a_mask_value_at_the_threshold_is_cell() -> None:
+    mask = np.array([[MASK_THRESHOLD - 1, MASK_THRESHOLD, 255]], np.uint8)
+    assert cell(mask).tolist() == [[False, True, True]]
+
+
+def test_bounding_box_of_one_pixel_and_of_nothing() -> None:
+    mask = np.zeros((5, 6), np.uint8)
+    assert bounding_box(mask) is None
+    mask[2, 4] = 255
+    assert bounding_box(mask) == (2, 3, 4, 5)
+
+
+def banded(y0: int, y1: int, x0: int, x1: int, h: int = 12, w: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """A photo whose bands around the box (y0:y1, x0:x1) have their own grey: above 10, below 20, left 30,
+    right 40; the box is the cell (250)."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:y0], img[y1:] = 10, 20
+    img[y0:y1, :x0], img[y0:y1, x1:] = 30, 40
+    img[y0:y1, x0:x1] = 250
+    mask = np.zeros((h, w), np.uint8)
+    mask[y0:y1, x0:x1] = 255
+    return img, mask
+
+
+def test_only_bg_t_tiles_from_the_band_with_the_largest_area() -> None:
+    # above: 4 x 20 = 80 px, the largest, though the left band (12 x 2) is taller and narrower
+    img, mask = banded(4, 11, 2, 18)
+    assert set(np.unique(only_bg_t(img, mask)[4:11, 2:18])) == {10}
+    # left and right (12 x 3 = 36 px) beat above and below (1 x 20 = 20 px), though those are wider
+    img, mask = banded(1, 11, 3, 17)
+    assert 30 in set(np.unique(only_bg_t(img, mask)[1:11, 3:17]))
+
+
+def test_only_bg_t_when_the_box_is_the_whole_frame() -> None:
+    """No band beside the box: the median background colour, or mid-grey when there is no background."""
+    img = np.full((6, 6, 3), 250, np.uint8)
+    assert (only_bg_t(img, np.full((6, 6), 255, np.uint8)) == 128).all()
+    plus = np.zeros((6, 6), np.uint8)
+    plus[2:4, :] = plus[:, 2:4] = 255  # reaches every edge, background in the four corners
+    img[plus == 0] = (10, 20, 30)
+    out = only_bg_t(img, plus)
+    assert (out.reshape(-1, 3) == (10, 20, 30)).all()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from evbattery.evaluation.bias import mixed_rand_family_split
-from evbattery.evaluation.bias_metrics import home_gap_null, home_vs_other
+from evbattery.evaluation.bias_metrics import home_gap_null, home_vs_other, worst_group_noise
 
 
 def four_photos(home_families: dict | None = None, families: list | None = None) -> SimpleNamespace:
@@ -147,3 +147,27 @@ def test_home_gap_null_is_none_when_the_cards_own_home_groups_are_missing() -> N
     """Other assignments have home groups to compare, but the card's home groups (A/w, B/x) were never seen."""
     per = {"A/x": {"accuracy": 1.0, "n": 3}, "B/w": {"accuracy": 0.5, "n": 3}, "A/y": {"accuracy": 0.2, "n": 3}}
     assert home_gap_null(per, {"A": ["w"], "B": ["x"]}) is None
+
+
+def test_worst_group_noise_ignores_empty_groups_and_counts_groups_of_one() -> None:
+    per = {"x/a": {"accuracy": 0.8, "n": 10}, "x/b": {"accuracy": 0.0, "n": 1}}
+    ref = worst_group_noise(per)
+    assert ref["n_groups"] == 2 and ref["min_n"] == 1 and ref["worst_group"] == "x/b"
+    assert worst_group_noise({**per, "x/c": {"accuracy": 0.0, "n": 0}}) == ref
+
+
+def test_worst_group_noise_pools_by_class_even_when_a_family_has_a_slash() -> None:
+    """'pouch/wood/dark' belongs to class pouch: renaming the family without the slash changes nothing."""
+    per = {"pouch/wood/dark": {"accuracy": 0.5, "n": 10}, "pouch/metal": {"accuracy": 0.9, "n": 10},
+           "cylindrical/wood/dark": {"accuracy": 1.0, "n": 10}, "cylindrical/metal": {"accuracy": 0.7, "n": 10}}
+    flat = {k.replace("wood/dark", "wood-dark"): v for k, v in per.items()}
+    a, b = worst_group_noise(per), worst_group_noise(flat)
+    assert a["worst_group"] == "pouch/wood/dark"
+    assert {k: v for k, v in a.items() if k != "worst_group"} == {k: v for k, v in b.items() if k != "worst_group"}
+
+
+def test_a_perfect_model_has_no_null_deficit() -> None:
+    """Every group right: the minimum is 1 for sure, so the quantile of the deficit is exactly 0."""
+    null = worst_group_noise({"x/a": {"accuracy": 1.0, "n": 8}, "x/b": {"accuracy": 1.0, "n": 5}})
+    assert null["null_deficit_p95"] == 0.0 and null["expected_deficit"] == pytest.approx(0.0, abs=1e-12)
+    assert null["excess_deficit"] == 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -103,6 +104,22 @@ def test_pairwise_agreement_says_who_is_wrong() -> None:
     assert pair["a_wrong_share"] == pytest.approx(1 / 3)
 
 
+def test_pairwise_agreement_counts_each_kind_of_disagreement_once() -> None:
+    """Photo 1: only a wrong; photos 2, 3: only b wrong; photo 4: both wrong, differently; photo 0: agree."""
+    labels = [0, 1, 2, 0, 1]
+    (pair,) = pairwise_agreement(labels, {"a": [0, 0, 2, 0, 0], "b": [0, 1, 0, 1, 2]})
+    assert pair["n"] == 5 and pair["agreement"] == pytest.approx(0.2)
+    assert (pair["disagreements"], pair["a_wrong"], pair["b_wrong"], pair["both_wrong"]) == (4, 1, 2, 1)
+    assert (pair["a_wrong_share"], pair["b_wrong_share"], pair["both_wrong_share"]) == (0.25, 0.5, 0.25)
+
+
+def test_pairwise_agreement_of_no_photos_is_nan_quietly() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice"
+        (pair,) = pairwise_agreement([], {"a": [], "b": []})
+    assert pair["n"] == 0 and np.isnan(pair["agreement"]) and np.isnan(pair["a_wrong_share"])
+
+
 def test_pairwise_agreement_covers_every_pair() -> None:
     preds = {k: [0, 1] for k in ("images", "cutouts[true]", "cutouts[pred]", "images_debiased")}
     pairs = pairwise_agreement([0, 1], preds)
@@ -124,6 +141,16 @@ def test_energy_share_is_one_inside_and_zero_outside() -> None:
 def test_share_histogram_drops_nan_and_counts_edges() -> None:
     h = share_histogram([0.0, 0.05, 0.95, 1.0, float("nan")], bins=10)
     assert h["counts"] == [2, 0, 0, 0, 0, 0, 0, 0, 0, 2] and h["edges"][0] == 0.0 and h["edges"][-1] == 1.0
+
+
+def test_share_histogram_spans_zero_to_one_whatever_the_values() -> None:
+    """Ten bins over [0, 1] by default, even when every share sits in one corner (the bias card compares models
+    bin for bin); edges rounded to 4 digits, not to integers."""
+    h = share_histogram([0.32, 0.35, float("nan")])
+    assert h["edges"] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert h["counts"] == [0, 0, 0, 2, 0, 0, 0, 0, 0, 0]
+    thirds = share_histogram([0.5], bins=3)
+    assert thirds == {"edges": [0.0, 0.3333, 0.6667, 1.0], "counts": [0, 1, 0]}
 
 
 def test_home_vs_other_reads_a_background_shortcut() -> None:
