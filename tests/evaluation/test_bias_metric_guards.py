@@ -171,3 +171,37 @@ def test_a_perfect_model_has_no_null_deficit() -> None:
     null = worst_group_noise({"x/a": {"accuracy": 1.0, "n": 8}, "x/b": {"accuracy": 1.0, "n": 5}})
     assert null["null_deficit_p95"] == 0.0 and null["expected_deficit"] == pytest.approx(0.0, abs=1e-12)
     assert null["excess_deficit"] == 0.0
+
+
+def _wilson(k: int, n: int, z: float) -> list[float]:
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return [(centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)]
+
+
+def _chi2(table: list[list[int]]) -> float:
+    """Pearson's statistic, no continuity correction."""
+    t = np.array(table, float)
+    expected = t.sum(1, keepdims=True) * t.sum(0, keepdims=True) / t.sum()
+    return float(((t - expected) ** 2 / expected).sum())
+
+
+def test_worst_group_noise_statistics_by_hand() -> None:
+    """Worst group x/a (6 of 10, below x/c's 2 of 3 though it has more right); a Wilson interval at the asked
+    level; homogeneity summed over the classes with errors to compare: x (3 groups) and y (one error in all),
+    not z (one group)."""
+    from scipy import stats
+
+    per = {"x/a": {"accuracy": 0.6, "n": 10}, "x/b": {"accuracy": 0.9, "n": 10}, "x/c": {"accuracy": 2 / 3, "n": 3},
+           "y/a": {"accuracy": 1.0, "n": 10}, "y/b": {"accuracy": 0.9, "n": 10}, "z/a": {"accuracy": 0.7, "n": 10}}
+    null = worst_group_noise(per, level=0.9)
+    assert null["worst_group"] == "x/a" and null["level"] == 0.9 and null["n_groups"] == 6
+    assert null["worst_ci"] == pytest.approx(_wilson(6, 10, stats.norm.ppf(0.95)), abs=1e-9)
+    chi = _chi2([[6, 4], [9, 1], [2, 1]]) + _chi2([[10, 0], [9, 1]])
+    assert null["homogeneity_p"] == pytest.approx(float(stats.chi2.sf(chi, 3)))
+    assert "null_deficit_p90" in null
+
+
+def test_worst_group_ties_go_to_the_first_name() -> None:
+    per = {"x/b": {"accuracy": 0.5, "n": 2}, "x/a": {"accuracy": 0.5, "n": 4}, "x/c": {"accuracy": 1.0, "n": 4}}
+    assert worst_group_noise(per)["worst_group"] == "x/a"
