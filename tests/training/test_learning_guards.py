@@ -116,3 +116,27 @@ def test_resume_starts_from_the_saved_weights_optimizer_and_schedule(toy_dataset
     assert first["lr"] == pytest.approx(seen["straight"][1]["lr"]) == pytest.approx(0.75e-3)
     assert [r["lr"] for r in result["history"]] == pytest.approx([r for r in
                                                                  (seen["straight"][e]["lr"] for e in range(3))])
+
+
+def test_train_one_epoch_reports_the_loss_and_accuracy_of_what_it_saw() -> None:
+    """With a learning rate of 0 the model does not move, so the epoch's loss and accuracy must be exactly those
+    of the model on all ten photos (two batches of unequal size, weighted by photo), and a plain classifier
+    reports no mask loss."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from evbattery.data.transforms import normalize
+    from evbattery.training.train import IMAGENET_NORM, train_one_epoch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8, generator=gen)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3))
+    out = train_one_epoch(model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.0),
+                          [(x[:4], y[:4]), (x[4:], y[4:])], 0, fast=False, progress=False, device="cpu")
+    with torch.no_grad():
+        logits = model(normalize(x, *IMAGENET_NORM))
+    assert set(out) == {"loss", "acc", "img_per_s"}
+    assert out["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
+    assert out["acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
