@@ -140,3 +140,31 @@ def test_train_one_epoch_reports_the_loss_and_accuracy_of_what_it_saw() -> None:
     assert set(out) == {"loss", "acc", "img_per_s"}
     assert out["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
     assert out["acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+
+
+def test_a_segmentation_batch_is_augmented_together_with_its_mask() -> None:
+    """The segmenter's target is the mask, so an augmentation that flips the photo must flip the target too:
+    with lr 0 the epoch's loss is exactly the model's loss on (flipped photo, flipped mask)."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    from evbattery.data.transforms import normalize
+    from evbattery.training.train import IMAGENET_NORM, train_one_epoch
+
+    def flip(x: torch.Tensor, m: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return x.flip(-1), (None if m is None else m.flip(-1))
+
+    x = torch.zeros(2, 3, 4, 6, dtype=torch.uint8)
+    x[..., :2] = 255  # bright on the left
+    y = torch.zeros(2, 4, 6, dtype=torch.long)
+    y[..., :2] = 1  # the cell is the bright part
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 2, 1)
+    out = train_one_epoch(model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.0), [(x, y)], 0,
+                          fast=False, progress=False, augment=flip, device="cpu")
+    fx, fy = flip(x, y)
+    with torch.no_grad():
+        expected = F.cross_entropy(model(normalize(fx, *IMAGENET_NORM)), fy).item()
+        unflipped_target = F.cross_entropy(model(normalize(fx, *IMAGENET_NORM)), y).item()
+    assert abs(expected - unflipped_target) > 1e-3  # the check can tell the two apart
+    assert out["loss"] == pytest.approx(expected, rel=1e-6)
