@@ -7,6 +7,7 @@ Both run `train.main()` itself (not a hand-written loop) on CPU, one thread, 0 w
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 
 import pytest
@@ -133,13 +134,21 @@ def test_train_one_epoch_reports_the_loss_and_accuracy_of_what_it_saw() -> None:
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3))
+    t0 = time.perf_counter()
     out = train_one_epoch(model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.0),
                           [(x[:4], y[:4]), (x[4:], y[4:])], 0, fast=False, progress=False, device="cpu")
+    wall = time.perf_counter() - t0
     with torch.no_grad():
         logits = model(normalize(x, *IMAGENET_NORM))
     assert set(out) == {"loss", "acc", "img_per_s"}
+    assert 10 / wall <= out["img_per_s"] < float("inf")  # ten photos in at most the call's own time
     assert out["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
     assert out["acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    i = int((logits.argmax(1) == y).nonzero()[0])  # an epoch of one photo, one the model gets right
+    one = train_one_epoch(model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.0),
+                          [(x[i:i + 1], y[i:i + 1])], 0, fast=False, progress=False, device="cpu")
+    assert one["loss"] == pytest.approx(F.cross_entropy(logits[i:i + 1], y[i:i + 1]).item(), rel=1e-6)
+    assert one["acc"] == 1.0
 
 
 def test_a_segmentation_batch_is_augmented_together_with_its_mask() -> None:
@@ -168,3 +177,41 @@ def test_a_segmentation_batch_is_augmented_together_with_its_mask() -> None:
         unflipped_target = F.cross_entropy(model(normalize(fx, *IMAGENET_NORM)), y).item()
     assert abs(expected - unflipped_target) > 1e-3  # the check can tell the two apart
     assert out["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_mask_attention_loss_sees_the_augmented_mask() -> None:
+    """Mask attention learns where the cell is from the mask, so the mask must be flipped with the photo: with
+    lr 0 the epoch's mask loss is exactly the attention loss against the flipped mask."""
+    from torch import nn
+
+    from evbattery.models.mask_attention import MaskAttentionOutputs, mask_attention_loss
+    from evbattery.training.train import train_one_epoch
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.score, self.head = nn.Conv2d(3, 1, 1), nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> MaskAttentionOutputs:
+            return MaskAttentionOutputs(self.head(x.mean((2, 3))), self.score(x))
+
+    def flip(x: torch.Tensor, m: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return x.flip(-1), (None if m is None else m.flip(-1))
+
+    x = torch.zeros(2, 3, 4, 6, dtype=torch.uint8)
+    x[..., :2] = 255
+    mask = torch.zeros(2, 4, 6, dtype=torch.uint8)
+    mask[..., :2] = 255
+    torch.manual_seed(0)
+    model = Tiny()
+    out = train_one_epoch(model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.0),
+                          [(x, torch.tensor([0, 1]), mask)], 0, fast=False, progress=False, augment=flip,
+                          device="cpu")
+    from evbattery.data.transforms import normalize
+    from evbattery.training.train import IMAGENET_NORM
+
+    with torch.no_grad():
+        scores = model(normalize(x.flip(-1), *IMAGENET_NORM)).mask_logits
+        expected, stale = mask_attention_loss(scores, mask.flip(-1)).item(), mask_attention_loss(scores, mask).item()
+    assert abs(expected - stale) > 1e-3
+    assert out["mask_loss"] == pytest.approx(expected, rel=1e-6)
