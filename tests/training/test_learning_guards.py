@@ -170,7 +170,7 @@ def test_a_segmentation_batch_is_augmented_together_with_its_mask() -> None:
     torch.manual_seed(0)
     model = nn.Conv2d(3, 2, 1)
     out = train_one_epoch(model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.0), [(x, y)], 0,
-                          fast=False, progress=False, augment=flip, device="cpu")
+                          fast=False, progress=False, augment=flip)  # no device: the model's own
     fx, fy = flip(x, y)
     with torch.no_grad():
         expected = F.cross_entropy(model(normalize(fx, *IMAGENET_NORM)), fy).item()
