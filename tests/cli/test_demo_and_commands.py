@@ -182,9 +182,9 @@ def test_the_demo_probes_both_classifiers_and_fine_tunes_the_segmenter(tmp_path:
     from evbattery.experiments.demo import QUICK, train_config
 
     cfgs = {k: train_config(k, tmp_path / "data", tmp_path / "model") for k in ("images", "cutouts", "masks")}
-    for k in ("images", "cutouts"):
+    for k, arch in (("images", "efficientnet_lite2"), ("cutouts", "efficientnet_lite0")):
         assert (cfgs[k].train_layers, cfgs[k].arch, cfgs[k].pretrained, cfgs[k].image_size) == \
-            ("head", "efficientnet_lite0", "auto", 224)
+            ("head", arch, "auto", 224)
     assert cfgs["masks"].train_layers == "all" and cfgs["masks"].segmenter_arch == "unet_efficientnet_lite0"
     assert cfgs["masks"].limit_train == QUICK["limit_train"]["masks"] < QUICK["n_train"]
     assert {c.data_dir for c in cfgs.values()} == {str(tmp_path / "data")}
