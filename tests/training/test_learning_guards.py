@@ -1,7 +1,9 @@
 """Guards on what training is for (issue 25): it learns (breakage 2: the classifier loss multiplied by 0), and
 --resume continues from the saved weights, optimizer and schedule (breakage 1: those lines deleted).
 
-Both run `train.main()` itself (not a hand-written loop) on CPU, one thread, 0 workers, fixed seeds, 32 px.
+Both run `train.main()` itself (not a hand-written loop) on CPU, one thread, 0 workers, fixed seeds, 32 px, and
+are marked slow. The fast tests below pin `train_one_epoch` itself with a learning rate of 0: what it reports, and
+that an augmentation moves the segmentation target and the attention mask with the photo.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from known_models import write_colour_dataset
+from torch import nn
 
+from evbattery.data.transforms import normalize
+from evbattery.models.mask_attention import MaskAttentionOutputs, mask_attention_loss
 from evbattery.training.config import TrainConfig
-
-pytestmark = pytest.mark.slow  # trains
+from evbattery.training.train import IMAGENET_NORM, train_one_epoch
 
 
 def tiny_config(data: Path, out: Path, **kw) -> TrainConfig:
@@ -35,6 +40,7 @@ def separable(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 splits=("train", "val"))
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("kw", [{"input_type": "cutouts"}, {"input_type": "images", "batch_size": 24},
                                 {"input_type": "images"}],
                          ids=["cutouts", "images", "images-precise-bn-in-several-batches"])
@@ -63,6 +69,7 @@ class _Interrupt(Exception):
     """Stands in for a crash between two epochs."""
 
 
+@pytest.mark.slow  # trains
 def test_resume_starts_from_the_saved_weights_optimizer_and_schedule(toy_dataset: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The first resumed step starts where an uninterrupted run stands at the same epoch.
@@ -123,11 +130,7 @@ def test_train_one_epoch_reports_the_loss_and_accuracy_of_what_it_saw() -> None:
     """With a learning rate of 0 the model does not move, so the epoch's loss and accuracy must be exactly those
     of the model on all ten photos (two batches of unequal size, weighted by photo), and a plain classifier
     reports no mask loss."""
-    import torch.nn.functional as F
-    from torch import nn
 
-    from evbattery.data.transforms import normalize
-    from evbattery.training.train import IMAGENET_NORM, train_one_epoch
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8, generator=gen)
@@ -154,11 +157,7 @@ def test_train_one_epoch_reports_the_loss_and_accuracy_of_what_it_saw() -> None:
 def test_a_segmentation_batch_is_augmented_together_with_its_mask() -> None:
     """The segmenter's target is the mask, so an augmentation that flips the photo must flip the target too:
     with lr 0 the epoch's loss is exactly the model's loss on (flipped photo, flipped mask)."""
-    import torch.nn.functional as F
-    from torch import nn
 
-    from evbattery.data.transforms import normalize
-    from evbattery.training.train import IMAGENET_NORM, train_one_epoch
 
     def flip(x: torch.Tensor, m: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         return x.flip(-1), (None if m is None else m.flip(-1))
@@ -182,10 +181,7 @@ def test_a_segmentation_batch_is_augmented_together_with_its_mask() -> None:
 def test_the_mask_attention_loss_sees_the_augmented_mask() -> None:
     """Mask attention learns where the cell is from the mask, so the mask must be flipped with the photo: with
     lr 0 the epoch's mask loss is exactly the attention loss against the flipped mask."""
-    from torch import nn
 
-    from evbattery.models.mask_attention import MaskAttentionOutputs, mask_attention_loss
-    from evbattery.training.train import train_one_epoch
 
     class Tiny(nn.Module):
         def __init__(self) -> None:
@@ -207,8 +203,6 @@ def test_the_mask_attention_loss_sees_the_augmented_mask() -> None:
     out = train_one_epoch(model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.0),
                           [(x, torch.tensor([0, 1]), mask)], 0, fast=False, progress=False, augment=flip,
                           device="cpu")
-    from evbattery.data.transforms import normalize
-    from evbattery.training.train import IMAGENET_NORM
 
     with torch.no_grad():
         scores = model(normalize(x.flip(-1), *IMAGENET_NORM)).mask_logits

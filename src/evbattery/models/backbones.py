@@ -21,7 +21,7 @@ from evbattery.models.archs import CLASSIFIER_ARCHS
 
 # The Lite weights are TensorFlow ports (BatchNorm eps 1e-3, TF "SAME" padding: a stride-2 conv pads 0 before
 # and 1 after on 224 px). timm's plain efficientnet_lite* use eps 1e-5 and symmetric PyTorch padding, which
-# moves logits by up to ~3 and changed the top-1 class on 3 of 6 test photos; with these two settings (what
+# moves logits by up to ~3 (for Lite0 it changed the top-1 class on 3 of 6 test photos); with these two settings (what
 # timm's tf_efficientnet_lite* set) the model reproduces the original network to ~1e-5. Key names are the same.
 LITE_TF_COMPAT: dict[str, object] = {"bn_eps": 1e-3, "pad_type": "same"}
 
