@@ -361,6 +361,10 @@ def _clean(m: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in m.items() if k not in ("y_true", "y_pred", "probs")}
 
 
+class TrainingDiverged(RuntimeError):
+    """No epoch of a run had a finite validation loss, so it has no best checkpoint."""
+
+
 def main(cfg: TrainConfig) -> dict[str, Any]:
     """Train one model; returns {"checkpoint", "best_epoch", "val", "run_dir", "start_epoch", "history"}."""
     device = resolve_device(cfg.device)  # cuda:LOCAL_RANK under torchrun; DeviceError before any work
@@ -464,6 +468,10 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                                 scheduler=scheduler.state_dict(), epoch=epoch, rng=torch.get_rng_state(),
                                 best_loss=best_loss, best_epoch=best_epoch, history=history, run_id=run_id)
             dist.barrier()
+        if best_epoch < 0:  # every val loss was NaN or inf: there is no best model to hand on
+            raise TrainingDiverged(f"{cfg.model_name}: no epoch had a finite validation loss (the run diverged; "
+                                   f"try a lower --lr), so no {best_path.name} was written; the last state is "
+                                   f"in {last_path}")
         result = {"checkpoint": str(best_path), "best_epoch": best_epoch, "val": best_metrics,
                   "run_dir": str(Path(cfg.runs_dir) / run_id), "start_epoch": start_epoch, "history": history}
         if main_proc:
