@@ -58,6 +58,12 @@ def colour_reader_state_dict(scale: float = SCALE) -> dict[str, torch.Tensor]:
     return sd
 
 
+def damaged_state_dict() -> dict[str, torch.Tensor]:
+    """The colour reader with its class rows rotated: it answers class k+1 where the original answers k."""
+    sd = colour_reader_state_dict()
+    return sd | {"fc.weight": sd["fc.weight"].roll(1, dims=0), "fc.bias": sd["fc.bias"].roll(1, dims=0)}
+
+
 def colour_meta(name: str, input_type: str, image_size: int = 48) -> dict:
     """Checkpoint metadata of a colour reader: plain [0, 1] pixels in, the three classes out."""
     return {**default_meta(name), "input_type": input_type, "image_size": image_size, "mean": [0.0, 0.0, 0.0],

@@ -13,19 +13,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from known_models import colour_meta, colour_reader_state_dict, write_colour_dataset, write_colour_readers
+from known_models import (
+    colour_meta,
+    colour_reader_state_dict,
+    damaged_state_dict,
+    write_colour_dataset,
+    write_colour_readers,
+)
 from typer.testing import CliRunner
 
 from evbattery.cli import app
 from evbattery.core.imageio import load_rgb
 from evbattery.inference.predictor import Predictor
 from evbattery.models.checkpoint import save_checkpoint
-
-
-def damaged_state_dict() -> dict[str, torch.Tensor]:
-    """The colour reader with its class rows rotated: it answers class k+1 where the original answers k."""
-    sd = colour_reader_state_dict()
-    return sd | {"fc.weight": sd["fc.weight"].roll(1, dims=0), "fc.bias": sd["fc.bias"].roll(1, dims=0)}
 
 
 @pytest.fixture(scope="module")
