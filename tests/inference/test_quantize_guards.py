@@ -199,3 +199,40 @@ def test_random_calibration_and_int8_path() -> None:
     assert len(random_calibration(16, n=3)) == 3
     assert int8_path(Path("onnx"), "images") == Path("onnx/images.int8.onnx")
     assert int8_path("onnx", "cutouts") == Path("onnx/cutouts.int8.onnx")  # type: ignore[arg-type]
+
+
+def test_each_calibration_photo_is_prepared_once_in_batches_of_8(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The calibration reader feeds the photos once each, 8 at a time (17 photos: 8, 8, 1), as network input."""
+    pred = colour_predictor()
+    prepared, batches = [], []
+    prepare, to_input = pred.prepare, pred.to_input
+    monkeypatch.setattr(pred, "prepare", lambda im: prepared.append(im) or prepare(im))
+    monkeypatch.setattr(pred, "to_input", lambda b: batches.append(tuple(b.shape)) or to_input(b))
+    images = calibration_photos(bright_at=5)
+    quantize_int8(pred, tmp_path / "m.int8.onnx", images, reduce_range=True)
+    assert len(prepared) == 17 and all(p is im for p, im in zip(prepared, images, strict=True))
+    assert batches == [(8, 3, 48, 48), (8, 3, 48, 48), (1, 3, 48, 48)]
+
+
+def test_a_checkpoint_is_quantized_on_the_cpu_whatever_evbattery_device_says(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quantization is a CPU job: a checkpoint path loads on the CPU even where EVBATTERY_DEVICE names a GPU."""
+    ckpt = tmp_path / "faithful.pth"
+    save_checkpoint(ckpt, colour_reader_state_dict(), colour_meta("images", "images"))
+    monkeypatch.setenv("EVBATTERY_DEVICE", "cuda:63")  # no machine has it: any load there would fail
+    photos = [photo(k, k, seed=k)[0] for k in range(3)]
+    out = Predictor.from_onnx(quantize_int8(ckpt, tmp_path / "m.int8.onnx", photos, reduce_range=True))
+    assert [p.predicted_class for p in out.predict(photos)] == ["cylindrical", "pouch", "prismatic"]
+
+
+def test_metadata_that_is_not_plain_json_is_written_as_text_like_the_fp32_export(tmp_path: Path) -> None:
+    """A Predictor built in code may carry paths or numpy numbers in its meta; both files store them as text."""
+    model = new_classifier(3)
+    model.load_state_dict(colour_reader_state_dict())
+    meta = {**colour_meta("images", "images"), "data_dir": Path("data/synthetic"), "val_acc": np.float32(0.5)}
+    pred = Predictor(model.eval(), meta, fast=False)
+    photos = [photo(k, k, seed=k)[0] for k in range(3)]
+    int8 = Predictor.from_onnx(quantize_int8(pred, tmp_path / "m.int8.onnx", photos, reduce_range=True)).meta
+    fp32 = Predictor.from_onnx(export_onnx(pred, tmp_path / "m.onnx")).meta
+    assert int8["data_dir"] == fp32["data_dir"] == "data/synthetic" and int8["val_acc"] == fp32["val_acc"] == "0.5"
