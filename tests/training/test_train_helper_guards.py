@@ -1,0 +1,131 @@
+"""The small helpers around train.main(), pinned (issue 25's mutation run over training/train.py).
+
+Batches reach the device they are asked for, a segmenter's {"out": map} is what gets scored, a checkpoint of
+another architecture or class list cannot start or resume training, and a segmenter run sends no classifier
+report to W&B. Real models and tensors throughout; the only stand-in is the W&B run, an outside service.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from toy_data import make_toy_dataset, tiny_config
+
+from evbattery.core.tracking import Tracker
+from evbattery.models.checkpoint import CheckpointError
+from evbattery.models.segmenter import SegmentationLoss, build_segmenter
+from evbattery.training import train
+from evbattery.training.train import _finish, _to, check_compatible, evaluate
+
+CLASSES = ["cylindrical", "pouch", "prismatic"]
+
+
+def test_a_batch_moves_to_the_device_asked_and_stays_where_it_already_is() -> None:
+    t = torch.arange(6.0)
+    moved = _to(t, torch.device("meta"))  # a second device every machine has
+    assert moved.device.type == "meta" and t.device.type == "cpu"
+    assert _to(t, torch.device("cpu")) is t and _to(t, None) is t
+
+
+def test_a_segmenters_out_map_is_scored() -> None:
+    """evaluate() on a real U-Net, whose forward returns {"out": (N, 2, S, S)}: loss and IoU of that map."""
+    torch.manual_seed(0)
+    model = build_segmenter("unet_resnet18").eval()
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    y = torch.zeros(2, 32, 32, dtype=torch.long)
+    y[:, 8:24, 8:24] = 1
+    got = evaluate(model, SegmentationLoss(), [(x, y)], fast=False, norm=([0.5] * 3, [0.5] * 3))
+    with torch.no_grad():
+        logits = model((x.float() / 255 - 0.5) / 0.5)["out"]
+    pred = logits.argmax(1)
+    inter, union = ((pred == 1) & (y == 1)).sum().item(), ((pred == 1) | (y == 1)).sum().item()
+    assert got["loss"] == pytest.approx(SegmentationLoss()(logits, y).item(), rel=1e-5)
+    assert got["acc"] == pytest.approx((pred == y).float().mean().item())
+    assert got["iou"] == pytest.approx(inter / union) and "y_true" not in got
+
+
+def test_a_checkpoint_of_another_arch_or_class_list_is_refused() -> None:
+    check_compatible({"arch": "resnet18", "classes": CLASSES}, "resnet18", CLASSES, "a.pth")
+    check_compatible({}, "efficientnet_lite0", CLASSES, "bare.pth")  # a checkpoint that names neither: allowed
+    check_compatible({"classes": CLASSES}, "resnet18", CLASSES, "old.pth")
+    with pytest.raises(CheckpointError, match=r"^a\.pth: architecture 'efficientnet_lite0' does not match "
+                                              r"'resnet18'$"):
+        check_compatible({"arch": "efficientnet_lite0", "classes": CLASSES}, "resnet18", CLASSES, "a.pth")
+    with pytest.raises(CheckpointError, match=r"^b\.pth: classes \['pouch', 'cylindrical', 'prismatic'\] do not "
+                                              r"match the dataset's \['cylindrical', 'pouch', 'prismatic'\]$"):
+        check_compatible({"arch": "resnet18", "classes": ["pouch", "cylindrical", "prismatic"]}, "resnet18",
+                         CLASSES, "b.pth")
+
+
+def test_a_pretrained_checkpoint_of_another_arch_cannot_start_a_classifier(tmp_path: Path) -> None:
+    from evbattery.models.backbones import new_backbone
+    from evbattery.models.checkpoint import save_checkpoint
+
+    lite = tmp_path / "lite.pth"
+    save_checkpoint(lite, new_backbone("efficientnet_lite0", 3).state_dict(),
+                    {"arch": "efficientnet_lite0", "task": "classification", "classes": CLASSES})
+    cfg = tiny_config(tmp_path / "data", tmp_path, pretrained=str(lite), arch="resnet18")
+    with pytest.raises(CheckpointError, match=r"architecture 'efficientnet_lite0' does not match 'resnet18'"):
+        train.build_model(cfg, CLASSES)
+
+
+class RecordingTracker(Tracker):
+    """A file tracker with a stand-in W&B run: what would go to W&B is recorded instead."""
+
+    def __init__(self, runs_dir: Path) -> None:
+        super().__init__(runs_dir, "r", {}, backend="none")
+        self.run = SimpleNamespace(summary={}, finish=lambda: None)
+        self.classification: list[tuple[Any, ...]] = []
+
+    def log_classification(self, *args: Any, **kwargs: Any) -> None:
+        self.classification.append(args)
+
+
+def test_a_segmenter_run_sends_no_classifier_report_to_wandb(tmp_path: Path) -> None:
+    data = make_toy_dataset(tmp_path / "data", n=(2, 1, 1), size=32)
+    cfg = tiny_config(data, tmp_path, input_type="masks", progress=False)
+    best = tmp_path / "segmenter.pth"
+    best.write_bytes(b"a segmenter checkpoint, not a classifier's")  # must not be loaded as a classifier
+    tracker = RecordingTracker(tmp_path / "runs")
+    result = {"history": [], "best_epoch": 1, "best_val_loss": 0.5, "checkpoint": str(best)}
+    _finish(cfg, tracker, best, None, [], SegmentationLoss(), ["background", "cell"], result)
+    run = tracker.run
+    tracker.finish()
+    assert tracker.classification == [] and run.summary == {"best_epoch": 1, "best_val_loss": 0.5,
+                                                                     "checkpoint": str(best)}
+
+
+def test_a_classifier_run_sends_the_best_models_val_report_to_wandb(tmp_path: Path) -> None:
+    """With a W&B run: the best checkpoint's predictions on the val split, per-class metrics and samples."""
+    from evbattery.inference.predictor import Predictor
+
+    data = make_toy_dataset(tmp_path / "data", n=(4, 2, 1), size=32)
+    cfg = tiny_config(data, tmp_path, device="cpu")
+    result = train.main(cfg)
+    best = Path(result["checkpoint"])
+    _, val_ds, _, val_loader = train.load_data(cfg)
+    tracker = RecordingTracker(tmp_path / "runs")
+    _finish(cfg, tracker, best, val_ds, val_loader, torch.nn.CrossEntropyLoss(), CLASSES, result)
+    tracker.finish()
+    ((prefix, y_true, y_pred, classes, per_class, samples),) = tracker.classification
+    photos = [val_ds.images[i].permute(1, 2, 0).numpy() for i in range(6)]
+    expected = Predictor.from_checkpoint(best, fast=False, device="cpu").predict(photos)
+    assert prefix == "val" and classes == CLASSES and y_true == [0, 0, 1, 1, 2, 2]
+    assert y_pred == [CLASSES.index(p.predicted_class) for p in expected]
+    assert sorted(per_class) == CLASSES and [s[1:3] for s in samples] == list(zip(y_true, y_pred, strict=True))
+    for (img, *_, conf), ph, p in zip(samples, photos, expected, strict=True):
+        assert (img == ph).all() and conf == pytest.approx(max(p.probabilities.values()), abs=1e-4)
+
+
+@pytest.mark.parametrize(("arch", "segmenter_arch", "mean"), [
+    ("resnet18", "unet_efficientnet_lite0", [0.5] * 3),
+    ("efficientnet_lite0", "unet_resnet18", [0.485, 0.456, 0.406]),
+])
+def test_a_segmenter_trains_with_its_own_encoders_normalisation(tmp_path: Path, arch: str, segmenter_arch: str,
+                                                               mean: list[float]) -> None:
+    cfg = tiny_config(tmp_path, tmp_path, input_type="masks", arch=arch, segmenter_arch=segmenter_arch)
+    assert train.input_norm(cfg)[0] == pytest.approx(mean)
