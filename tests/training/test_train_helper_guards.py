@@ -129,3 +129,14 @@ def test_a_segmenter_trains_with_its_own_encoders_normalisation(tmp_path: Path, 
                                                                mean: list[float]) -> None:
     cfg = tiny_config(tmp_path, tmp_path, input_type="masks", arch=arch, segmenter_arch=segmenter_arch)
     assert train.input_norm(cfg)[0] == pytest.approx(mean)
+
+
+def test_the_default_optimizer_is_fused_adam_without_weight_decay() -> None:
+    """What the benches train with: make_optimizer(model, lr) is plain Adam (no decay), fused; adamw on request."""
+    model = torch.nn.Linear(4, 3)
+    opt = train.make_optimizer(model, lr=1e-3)
+    assert type(opt) is torch.optim.Adam and opt.defaults["fused"] is True
+    assert opt.param_groups[0]["lr"] == 1e-3 and opt.param_groups[0]["weight_decay"] == 0.0
+    opt = train.make_optimizer(model, 0.01, "adamw", 0.05)
+    assert type(opt) is torch.optim.AdamW and opt.defaults["fused"] is True
+    assert opt.param_groups[0]["weight_decay"] == 0.05 and len(opt.param_groups[0]["params"]) == 2
