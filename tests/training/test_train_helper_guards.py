@@ -7,6 +7,7 @@ report to W&B. Real models and tensors throughout; the only stand-in is the W&B 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -140,3 +141,47 @@ def test_the_default_optimizer_is_fused_adam_without_weight_decay() -> None:
     opt = train.make_optimizer(model, 0.01, "adamw", 0.05)
     assert type(opt) is torch.optim.AdamW and opt.defaults["fused"] is True
     assert opt.param_groups[0]["weight_decay"] == 0.05 and len(opt.param_groups[0]["params"]) == 2
+
+
+def _lrs(cfg: Any, steps: int, steps_per_epoch: int = 1) -> list[float]:
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=cfg.effective_lr)
+    sched = train.make_scheduler(cfg, opt, steps_per_epoch)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize(("epochs", "drops_after"), [(7, 3), (6, 2), (2, 1), (1, 1)])
+def test_the_step_schedule_divides_the_lr_by_10_every_third_of_the_run(tmp_path: Path, epochs: int,
+                                                                       drops_after: int) -> None:
+    cfg = tiny_config(tmp_path, tmp_path, scheduler="step", epochs=epochs, lr=0.1)
+    lrs = _lrs(cfg, epochs)
+    expected = [0.1 * 0.1 ** (e // drops_after) for e in range(epochs)]
+    assert lrs == pytest.approx(expected, rel=1e-9)
+
+
+def test_cosine_runs_to_zero_over_the_epochs_and_onecycle_over_every_step(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, tmp_path, scheduler="cosine", epochs=4, lr=0.1)
+    assert _lrs(cfg, 5) == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(5)], abs=1e-12)
+    cfg = tiny_config(tmp_path, tmp_path, scheduler="onecycle", epochs=2, lr=0.1, warmup_pct=0.25)
+    lrs = _lrs(cfg, 8, steps_per_epoch=4)  # 8 steps: 2 of warm-up from 0.1 / 25 to the peak, 6 of annealing
+    assert lrs[0] == pytest.approx(0.1 / 25) and max(lrs) == pytest.approx(0.1) and lrs.index(max(lrs)) == 1
+    assert lrs[-1] < lrs[-2] < 0.1 and lrs[-1] > 0
+    opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9)
+    sched = train.make_scheduler(cfg, opt, 0)
+    assert sched.total_steps == 1  # no batches: still a valid schedule
+    assert opt.param_groups[0]["momentum"] == 0.9  # the schedule leaves momentum alone (Adam's betas too)
+
+
+@pytest.mark.parametrize(("kw", "best", "last"), [
+    ({"input_type": "images"}, "best_model_images.pth", "last_images.pth"),
+    ({"input_type": "cutouts", "name": "c2"}, "best_model_c2.pth", "last_c2.pth"),
+    ({"input_type": "masks"}, "segmenter.pth", "last_segmenter.pth"),  # where every consumer looks for it
+    ({"input_type": "masks", "name": "seg96"}, "best_model_seg96.pth", "last_seg96.pth"),
+])
+def test_checkpoint_paths(tmp_path: Path, kw: dict[str, str], best: str, last: str) -> None:
+    cfg = tiny_config(tmp_path, tmp_path, **kw)
+    assert train._paths(cfg) == (tmp_path / "model" / best, tmp_path / "model" / last)
