@@ -325,7 +325,7 @@ def make_optimizer(model: nn.Module, lr: float, kind: str = "adam", weight_decay
 
 
 def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
-                   steps_per_epoch: int = 1) -> torch.optim.lr_scheduler.LRScheduler:
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """LR schedule: per epoch, cosine to 0 over the run or x0.1 every third of it; per step, onecycle
     (warm-up over warmup_pct of the steps to the lr, then cosine annealing to ~0)."""
     if cfg.scheduler == "onecycle":
