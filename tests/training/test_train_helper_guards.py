@@ -185,3 +185,21 @@ def test_cosine_runs_to_zero_over_the_epochs_and_onecycle_over_every_step(tmp_pa
 def test_checkpoint_paths(tmp_path: Path, kw: dict[str, str], best: str, last: str) -> None:
     cfg = tiny_config(tmp_path, tmp_path, **kw)
     assert train._paths(cfg) == (tmp_path / "model" / best, tmp_path / "model" / last)
+
+
+def test_load_data_wires_bg_swap_progress_and_batch_augmentation_into_the_datasets(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    data = make_toy_dataset(tmp_path / "data", n=(4, 2, 1), size=32)
+    train_ds, val_ds, _, _ = train.load_data(tiny_config(data, tmp_path, debias="bg-swap", swap_prob=0.5))
+    assert train_ds.swap_prob == 0.5 and val_ds.swap_prob == 0.0
+    assert capfd.readouterr().err == ""  # progress off: no bars
+
+    train_ds, val_ds, _, _ = train.load_data(tiny_config(data, tmp_path, swap_prob=0.5, progress=True))
+    assert train_ds.swap_prob == 0.0  # swap_prob counts only with --debias bg-swap
+    err = capfd.readouterr().err
+    assert "decode train/images" in err and "decode val/images" in err
+    # batch augmentation (the default): the loop augments; items are the cached photos as they are
+    assert train_ds.transform is None and all(torch.equal(train_ds[i][0], train_ds.images[i]) for i in range(12))
+
+    train_ds, val_ds, _, _ = train.load_data(tiny_config(data, tmp_path, batch_augment=False))
+    assert train_ds.transform is not None and val_ds.transform is None  # per-sample augmentation, train only
