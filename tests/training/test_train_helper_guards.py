@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from toy_data import make_toy_dataset, tiny_config
@@ -203,3 +204,36 @@ def test_load_data_wires_bg_swap_progress_and_batch_augmentation_into_the_datase
 
     train_ds, val_ds, _, _ = train.load_data(tiny_config(data, tmp_path, batch_augment=False))
     assert train_ds.transform is not None and val_ds.transform is None  # per-sample augmentation, train only
+
+
+def test_load_data_hands_every_training_setting_to_the_datasets_and_loaders(tmp_path: Path) -> None:
+    from torch.utils.data import RandomSampler, SequentialSampler
+
+    from evbattery.data.layout import DatasetLayout
+
+    data = make_toy_dataset(tmp_path / "data", n=(4, 2, 1), size=32)
+    cfg = tiny_config(data, tmp_path, device="cpu", zoom_prob=0.4, bg_fade_epochs=2, head="mask_attention",
+                      swap_synth_share=0.7, limit_train=5, seed=3, batch_size=4, image_size=24)
+    train_ds, val_ds, train_loader, val_loader = train.load_data(cfg, torch.device("cpu"))
+    every = DatasetLayout(data).require_split("train")
+    assert [s.key for s in train_ds.samples] == [every[i].key for i in sorted(
+        np.random.default_rng(3).permutation(12)[:5])]  # the seeded subset of 5
+    assert len(val_ds) == 6 and train_ds.split == "train" and val_ds.split == "val"
+    assert train_ds.kind == val_ds.kind == "images" and train_ds.train and not val_ds.train
+    assert tuple(train_ds.images.shape[1:]) == tuple(val_ds.images.shape[1:]) == (3, 24, 24)
+    assert train_ds.zoom_prob == 0.4 and train_ds.bg_fade and train_ds.mask_targets
+    assert train_ds.synth_share == 0.7 and val_ds.zoom_prob == 0.0 and not val_ds.mask_targets
+    assert train_loader.batch_size == val_loader.batch_size == 4
+    assert train_loader.drop_last and not val_loader.drop_last  # 5 photos > a batch of 4: the ragged one dropped
+    assert isinstance(train_loader.sampler, RandomSampler) and isinstance(val_loader.sampler, SequentialSampler)
+    assert train_loader.generator.initial_seed() == 3
+    for loader in (train_loader, val_loader):
+        assert loader.num_workers == 0 and not loader.persistent_workers and not loader.pin_memory
+
+    cfg = tiny_config(data, tmp_path, device="cpu", workers=1, batch_size=16, bg_fade_epochs=0)
+    train_ds, _, train_loader, val_loader = train.load_data(cfg)
+    assert not train_loader.drop_last and not train_ds.bg_fade and not train_ds.mask_targets  # 12 photos <= 16
+    assert train_loader.num_workers == val_loader.num_workers == 1
+    assert train_loader.persistent_workers and val_loader.persistent_workers
+    _, _, train_loader, _ = train.load_data(tiny_config(data, tmp_path, device="cpu", batch_size=12))
+    assert not train_loader.drop_last  # exactly one full batch: nothing to drop
