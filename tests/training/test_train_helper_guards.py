@@ -235,5 +235,7 @@ def test_load_data_hands_every_training_setting_to_the_datasets_and_loaders(tmp_
     assert not train_loader.drop_last and not train_ds.bg_fade and not train_ds.mask_targets  # 12 photos <= 16
     assert train_loader.num_workers == val_loader.num_workers == 1
     assert train_loader.persistent_workers and val_loader.persistent_workers
-    _, _, train_loader, _ = train.load_data(tiny_config(data, tmp_path, device="cpu", batch_size=12))
+    train_ds, _, train_loader, _ = train.load_data(tiny_config(data, tmp_path, device="cpu", batch_size=12,
+                                                               bg_fade_epochs=1))
     assert not train_loader.drop_last  # exactly one full batch: nothing to drop
+    assert train_ds.bg_fade  # a fade over one epoch is a fade
