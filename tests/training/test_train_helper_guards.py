@@ -207,7 +207,7 @@ def test_load_data_wires_bg_swap_progress_and_batch_augmentation_into_the_datase
 
 
 def test_load_data_hands_every_training_setting_to_the_datasets_and_loaders(tmp_path: Path) -> None:
-    from torch.utils.data import RandomSampler, SequentialSampler
+    from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
     from evbattery.data.layout import DatasetLayout
 
@@ -235,7 +235,23 @@ def test_load_data_hands_every_training_setting_to_the_datasets_and_loaders(tmp_
     assert not train_loader.drop_last and not train_ds.bg_fade and not train_ds.mask_targets  # 12 photos <= 16
     assert train_loader.num_workers == val_loader.num_workers == 1
     assert train_loader.persistent_workers and val_loader.persistent_workers
-    train_ds, _, train_loader, _ = train.load_data(tiny_config(data, tmp_path, device="cpu", batch_size=12,
-                                                               bg_fade_epochs=1))
+    train_ds, _, train_loader, val_loader = train.load_data(tiny_config(data, tmp_path, device="cpu", batch_size=12,
+                                                                        bg_fade_epochs=1), torch.device("cpu"))
+    assert type(train_loader) is type(val_loader) is DataLoader  # GPU-resident batches are for CUDA only
     assert not train_loader.drop_last  # exactly one full batch: nothing to drop
     assert train_ds.bg_fade  # a fade over one epoch is a fade
+
+
+def test_a_classifier_needs_two_classes_in_train_a_segmenter_does_not(tmp_path: Path) -> None:
+    import shutil
+
+    from evbattery.data.layout import DatasetError
+
+    data = make_toy_dataset(tmp_path / "data", n=(2, 1, 1), size=32)
+    for kind in ("images", "masks", "cutouts"):
+        for cls in ("pouch", "prismatic"):
+            shutil.rmtree(data / "train" / kind / cls)
+    with pytest.raises(DatasetError, match=r"has images of only \['cylindrical'\] class\(es\); a classifier needs"):
+        train.load_data(tiny_config(data, tmp_path))
+    train_ds, _, _, _ = train.load_data(tiny_config(data, tmp_path, input_type="masks"))  # cells of one class
+    assert len(train_ds) == 2 and train_ds.kind == "masks"
