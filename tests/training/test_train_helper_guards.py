@@ -255,3 +255,20 @@ def test_a_classifier_needs_two_classes_in_train_a_segmenter_does_not(tmp_path: 
         train.load_data(tiny_config(data, tmp_path))
     train_ds, _, _, _ = train.load_data(tiny_config(data, tmp_path, input_type="masks"))  # cells of one class
     assert len(train_ds) == 2 and train_ds.kind == "masks"
+
+
+def test_under_ddp_each_rank_trains_on_its_seeded_shuffled_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """Rank 0 of 2 (torch.distributed's answers stand in for a 2-process group): a DistributedSampler, seeded."""
+    from torch.utils.data import DistributedSampler
+
+    data = make_toy_dataset(tmp_path / "data", n=(4, 2, 1), size=32)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda group=None: 0)
+    train_ds, _, train_loader, val_loader = train.load_data(tiny_config(data, tmp_path, device="cpu", seed=5))
+    sampler = train_loader.sampler
+    assert isinstance(sampler, DistributedSampler) and sampler.dataset is train_ds
+    assert (sampler.num_replicas, sampler.rank, sampler.shuffle, sampler.seed) == (2, 0, True, 5)
+    assert len(list(sampler)) == 6  # half of the 12 photos
+    assert not isinstance(val_loader.sampler, DistributedSampler)  # every rank scores the whole val split
