@@ -272,3 +272,32 @@ def test_under_ddp_each_rank_trains_on_its_seeded_shuffled_share(tmp_path: Path,
     assert (sampler.num_replicas, sampler.rank, sampler.shuffle, sampler.seed) == (2, 0, True, 5)
     assert len(list(sampler)) == 6  # half of the 12 photos
     assert not isinstance(val_loader.sampler, DistributedSampler)  # every rank scores the whole val split
+
+
+def test_build_model_for_each_task_and_start(tmp_path: Path) -> None:
+    """masks -> the segmenter; imagenet -> the shipped Lite weights (offline); the meta and loss exactly."""
+    from evbattery.models.checkpoint import save_checkpoint
+
+    model, loss, meta = train.build_model(tiny_config(tmp_path, tmp_path, input_type="masks"), CLASSES)
+    assert type(loss) is SegmentationLoss and meta["task"] == "segmentation" and "out" in model.eval()(
+        torch.zeros(1, 3, 32, 32))
+    cfg = tiny_config(tmp_path, tmp_path, pretrained="imagenet", arch="efficientnet_lite0", label_smoothing=0.1)
+    model, loss, meta = train.build_model(cfg, CLASSES)
+    assert meta == {"arch": "efficientnet_lite0", "head": "avgpool", "task": "classification", "input_type": "images",
+                    "classes": CLASSES, "pretrained": "imagenet"}
+    assert type(loss) is torch.nn.CrossEntropyLoss and loss.label_smoothing == 0.1
+    from evbattery.models.classifier import resolve_pretrained
+
+    sd, _ = resolve_pretrained("imagenet", "efficientnet_lite0")
+    assert torch.equal(model.state_dict()["conv_stem.weight"], sd["conv_stem.weight"])  # the ImageNet weights
+
+    bare = tmp_path / "other.pth"
+    torch.save({"layer9.weight": torch.zeros(2)}, bare)
+    save_checkpoint(tmp_path / "lite_seg.pth", {"w": torch.zeros(1)}, {"arch": "unet_efficientnet_lite0",
+                                                                        "task": "segmentation"})
+    with pytest.warns(UserWarning, match="bare state_dict"), pytest.raises(
+            CheckpointError, match=r"other\.pth: not a resnet18 state_dict \(\d+ weights missing, e\.g\. 'conv1\.weight'\)$"):
+        train.build_model(tiny_config(tmp_path, tmp_path, pretrained=str(bare)), CLASSES)
+    with pytest.raises(CheckpointError, match=r"lite_seg\.pth: a 'unet_efficientnet_lite0' segmenter; only a "
+                                              r"unet_resnet18 segmenter's encoder can start a classifier"):
+        train.build_model(tiny_config(tmp_path, tmp_path, pretrained=str(tmp_path / "lite_seg.pth")), CLASSES)
