@@ -291,3 +291,59 @@ def test_build_model_for_each_task_and_start(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"lite_seg\.pth: a 'unet_efficientnet_lite0' segmenter; only a "
                                               r"unet_resnet18 segmenter's encoder can start a classifier"):
         train.build_model(tiny_config(tmp_path, tmp_path, pretrained=str(tmp_path / "lite_seg.pth")), CLASSES)
+
+
+def test_build_segmenter_to_train_for_each_start(tmp_path: Path) -> None:
+    """Every --pretrained start of a segmenter, with exact meta and loss: the Lite U-Net's ImageNet encoder,
+    from scratch, a segmenter checkpoint of the same arch, a ResNet-18 classifier's backbone; and each refusal."""
+    from torchvision.models import resnet18
+
+    from evbattery.models.backbones import imagenet_state_dict
+    from evbattery.models.checkpoint import save_checkpoint
+
+    def build(**kw: Any) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]:
+        return train.build_segmenter_to_train(tiny_config(tmp_path, tmp_path, input_type="masks", **kw))
+
+    def meta(arch: str, pretrained: str) -> dict[str, Any]:
+        return {"arch": arch, "task": "segmentation", "input_type": "images", "classes": ["background", "cell"],
+                "pretrained": pretrained}
+
+    stem = imagenet_state_dict("efficientnet_lite0")["conv_stem.weight"]
+    for start in ("auto", "imagenet"):
+        model, loss, m = build(segmenter_arch="unet_efficientnet_lite0", pretrained=start)
+        assert type(loss) is SegmentationLoss and m == meta("unet_efficientnet_lite0", "imagenet encoder")
+        assert torch.equal(model.encoder.state_dict()["conv_stem.weight"], stem)
+    model, loss, m = build(segmenter_arch="unet_efficientnet_lite0", pretrained="none")
+    assert m == meta("unet_efficientnet_lite0", "none") and not torch.equal(
+        model.encoder.state_dict()["conv_stem.weight"], stem)
+    for start in ("auto", "none"):
+        model, loss, m = build(pretrained=start)
+        assert type(model).__name__ == "UNetResNet18" and type(loss) is SegmentationLoss
+        assert m == meta("unet_resnet18", "none")
+    with pytest.raises(ValueError, match=r"^--pretrained imagenet: no offline ImageNet weights for a unet_resnet18 "
+                                         r"segmenter; use --segmenter-arch unet_efficientnet_lite0, or auto"):
+        build(pretrained="imagenet")
+
+    seg = build_segmenter("unet_resnet18")
+    save_checkpoint(tmp_path / "seg.pth", seg.state_dict(), meta("unet_resnet18", "none"))
+    model, loss, m = build(pretrained=str(tmp_path / "seg.pth"))
+    assert m == meta("unet_resnet18", str(tmp_path / "seg.pth")) and type(loss) is SegmentationLoss
+    assert model.training and all(torch.equal(model.state_dict()[k], v) for k, v in seg.state_dict().items())
+    with pytest.raises(CheckpointError, match=r"seg\.pth: a unet_resnet18 segmenter, but --segmenter-arch is "
+                                              r"lraspp_mobilenet_v3_large$"):
+        build(pretrained=str(tmp_path / "seg.pth"), segmenter_arch="lraspp_mobilenet_v3_large")
+
+    clf = resnet18(num_classes=3)
+    save_checkpoint(tmp_path / "clf.pth", clf.state_dict(), {"arch": "resnet18", "task": "classification"})
+    model, loss, m = build(pretrained=str(tmp_path / "clf.pth"))
+    assert m == meta("unet_resnet18", f"encoder from {tmp_path / 'clf.pth'}") and type(loss) is SegmentationLoss
+    assert torch.equal(model.state_dict()["layer4.1.conv2.weight"], clf.state_dict()["layer4.1.conv2.weight"])
+    for arch, seg_arch in (("resnet18", "lraspp_mobilenet_v3_large"), ("efficientnet_lite0", "unet_resnet18")):
+        save_checkpoint(tmp_path / "c.pth", clf.state_dict(), {"arch": arch, "task": "classification"})
+        with pytest.raises(CheckpointError, match=rf"c\.pth: a '{arch}' classifier can start only a unet_resnet18 "
+                                                  r"segmenter's encoder \(--segmenter-arch unet_resnet18\)$"):
+            build(pretrained=str(tmp_path / "c.pth"), segmenter_arch=seg_arch)
+    save_checkpoint(tmp_path / "c.pth", {"fc.weight": torch.zeros(3, 512)}, {"arch": "resnet18",
+                                                                               "task": "classification"})
+    with pytest.raises(CheckpointError, match=r"c\.pth: not a ResNet-18 backbone: \d+ encoder weights missing"):
+        build(pretrained=str(tmp_path / "c.pth"))
