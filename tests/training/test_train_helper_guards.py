@@ -332,6 +332,9 @@ def test_build_segmenter_to_train_for_each_start(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"seg\.pth: a unet_resnet18 segmenter, but --segmenter-arch is "
                                               r"lraspp_mobilenet_v3_large$"):
         build(pretrained=str(tmp_path / "seg.pth"), segmenter_arch="lraspp_mobilenet_v3_large")
+    save_checkpoint(tmp_path / "bad.pth", {"w": torch.zeros(1)}, meta("unet_resnet18", "none"))
+    with pytest.raises(CheckpointError, match=r"bad\.pth: weights do not fit unet_resnet18"):
+        build(pretrained=str(tmp_path / "bad.pth"))
 
     clf = resnet18(num_classes=3)
     save_checkpoint(tmp_path / "clf.pth", clf.state_dict(), {"arch": "resnet18", "task": "classification"})

@@ -1,0 +1,143 @@
+"""The bias suite's helpers, pinned one by one (issue 25's mutation run over evaluation/bias.py).
+
+The suite's own tests (test_bias_suite*.py, test_bg_gap_guards.py) run these through `run_bias_suite`; here
+each answers alone and fast: a split read from disk with its families, home families and masks at the photo's
+size; predictions mapped to the dataset's classes by name; the models and mask sources the suite plans; Grad-CAM
+shares paired with their own masks across batches; IoU at the project's mask threshold. The models are the
+hand-built colour readers of known_models.py (answers known in advance), not stand-ins.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from known_models import (
+    FAMILIES,
+    colour_meta,
+    colour_reader_state_dict,
+    photo,
+    write_colour_dataset,
+    write_colour_readers,
+)
+from PIL import Image
+
+from evbattery.core.config import CLASSES
+from evbattery.data.layout import DatasetLayout
+from evbattery.evaluation.bias import (
+    _iou,
+    _nanmean,
+    cam_shares,
+    family_of,
+    load_split,
+    plan_evaluations,
+    predict_indices,
+    segmenter_or_note,
+)
+from evbattery.inference.predictor import Predictor
+from evbattery.models.classifier import new_classifier
+
+
+def colour_predictor(classes: list[str], image_size: int = 48) -> Predictor:
+    model = new_classifier(3)
+    model.load_state_dict(colour_reader_state_dict())
+    return Predictor(model.eval(), {**colour_meta("images", "images", image_size), "classes": classes}, fast=False)
+
+
+def test_iou_counts_a_pixel_at_the_mask_threshold_as_cell_on_either_side() -> None:
+    at, full = np.full((2, 2), 128, np.uint8), np.full((2, 2), 255, np.uint8)
+    below = np.full((2, 2), 127, np.uint8)
+    assert _iou(at, full) == _iou(full, at) == 1.0
+    assert _iou(below, full) == _iou(full, below) == 0.0
+    half = np.array([[255, 255], [0, 0]], np.uint8)
+    assert _iou(half, full) == 0.5
+    assert math.isnan(_iou(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8)))  # no cell in either
+
+
+def test_predictions_are_mapped_to_the_datasets_classes_by_name() -> None:
+    red, green, blue = (photo(k, k)[0] for k in range(3))  # the reader answers the dominant channel's row
+    reordered = colour_predictor(["pouch", "prismatic", "cylindrical"])
+    assert predict_indices(reordered, [red, green, blue], tuple(CLASSES)).tolist() == [1, 2, 0]
+    foreign = colour_predictor(["cylindrical", "pouch", "button"])  # a class the dataset does not have
+    got = predict_indices(foreign, [red, green, blue], tuple(CLASSES))
+    assert got.tolist() == [0, 1, -1]  # counted wrong, never a real class index
+    empty = predict_indices(reordered, [], tuple(CLASSES))
+    assert empty.shape == (0,) and empty.dtype.kind == "i"
+
+
+def test_predictions_go_in_batches_of_64_on_the_cpu_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    pred = colour_predictor(list(CLASSES), image_size=8)
+    sizes: list[int] = []
+    real = pred.logits
+    monkeypatch.setattr(pred, "logits", lambda batch: (sizes.append(len(batch)), real(batch))[1])
+    images = [photo(k % 3, k % 3, size=8, seed=k)[0] for k in range(130)]
+    got = predict_indices(pred, images, tuple(CLASSES))
+    assert sizes == [64, 64, 2] and got.tolist() == [k % 3 for k in range(130)]
+    sizes.clear()
+    predict_indices(pred, images[:5], tuple(CLASSES), batch_size=2)
+    assert sizes == [2, 2, 1]
+
+
+def test_grad_cam_shares_follow_their_own_masks_across_batches() -> None:
+    pred = colour_predictor(list(CLASSES))
+    img = photo(0, 0, seed=1)[0]
+    full, empty = np.full((20, 20), 255, np.uint8), np.zeros((20, 20), np.uint8)  # resized to the input size
+    shares = cam_shares(pred, [img, img, img], [full, empty, full], batch_size=2)
+    assert shares == [1.0, 0.0, 1.0]
+
+
+def test_family_of_reads_the_cards_background_only_when_it_is_a_name() -> None:
+    assert family_of({"background": "bench"}) == "bench"
+    assert family_of({"background": ""}) is None and family_of({"background": 3}) is None and family_of({}) is None
+
+
+def test_nanmean_skips_nan_and_is_none_without_a_number() -> None:
+    assert _nanmean([float("nan"), 1.0, 4.0]) == 2.5
+    assert _nanmean([float("nan")]) is None and _nanmean([]) is None
+
+
+def test_a_split_is_read_with_masks_at_the_photos_size_families_and_home_families(tmp_path: Path) -> None:
+    root = write_colour_dataset(tmp_path / "d", per_group=2, balanced=True)
+    layout = DatasetLayout(root)
+    mask = layout.mask_path("test", "pouch", "pou_test_green_0")
+    Image.fromarray(np.full((12, 12), 255, np.uint8)).save(mask)  # a mask smaller than its photo
+    data = load_split(layout, "test", progress=False)
+    assert len(data.images) == 18 and data.classes == tuple(CLASSES)
+    assert [(s.cls, f) for s, f in zip(data.samples, data.families, strict=True)][:3] == [
+        ("cylindrical", "blue"), ("cylindrical", "blue"), ("cylindrical", "green")]
+    assert data.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6
+    i = [s.key for s in data.samples].index("test/pouch/pou_test_green_0")
+    assert data.masks[i].shape == (48, 48) and data.masks[i].min() == 255
+    assert all(m.shape == im.shape[:2] for m, im in zip(data.masks, data.images, strict=True))
+    assert data.home_families == {c: [FAMILIES[k]] for k, c in enumerate(CLASSES)}
+    assert data.bg_owners.tolist() == [FAMILIES.index(f) for f in data.families]
+    assert data.groups[:3] == ["cylindrical/blue", "cylindrical/blue", "cylindrical/green"]
+
+    a = load_split(layout, "test", limit=5, seed=3, progress=False)
+    b = load_split(layout, "test", limit=5, seed=3, progress=False)
+    c = load_split(layout, "test", limit=5, seed=4, progress=False)
+    keys = [s.key for s in a.samples]
+    assert len(keys) == 5 and keys == [s.key for s in b.samples] != [s.key for s in c.samples]
+    assert keys == sorted(keys, key=[s.key for s in data.samples].index)  # the split's order is kept
+    assert [s.key for s in load_split(layout, "test", limit=18, progress=False).samples] == \
+        [s.key for s in data.samples]
+
+    plain = write_colour_dataset(tmp_path / "p", per_group=1, balanced=False)  # no home families in the card
+    data = load_split(DatasetLayout(plain), "test", progress=False)
+    assert data.home_families is None and data.bg_owners is None and data.families == list(FAMILIES)
+
+
+def test_the_suite_plans_one_evaluation_per_photo_model_and_per_mask_source(tmp_path: Path) -> None:
+    models = write_colour_readers(tmp_path / "m")
+    plans = plan_evaluations(models, with_segmenter=True, device="cpu")
+    assert sorted((e.label, e.model, e.source) for e in plans) == [
+        ("cutouts[pred]", "cutouts", "pred"), ("cutouts[true]", "cutouts", "true"), ("images", "images", "photo")]
+    assert all(e.predictor.device == torch.device("cpu") for e in plans)
+    plans = plan_evaluations(models, with_segmenter=False)
+    assert sorted(e.label for e in plans) == ["cutouts[true]", "images"]
+    seg, note = segmenter_or_note(models)
+    assert seg is None and note == (f"no segmenter at {models / 'segmenter.pth'}: cutout models scored with "
+                                    "true masks only")
