@@ -205,7 +205,8 @@ def test_checkpoint_of_other_architecture_or_classes_is_refused(toy_dataset, tmp
         main(tiny_config(toy_dataset, tmp_path, pretrained=str(other)))
     bare = tmp_path / "bare.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, bare)
-    with pytest.raises(CheckpointError, match="not a resnet18 state_dict"):
+    with pytest.warns(UserWarning, match="bare state_dict"), pytest.raises(CheckpointError,
+                                                                         match="not a resnet18 state_dict"):
         main(tiny_config(toy_dataset, tmp_path, pretrained=str(bare)))
 
 

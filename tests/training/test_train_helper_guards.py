@@ -350,3 +350,92 @@ def test_build_segmenter_to_train_for_each_start(tmp_path: Path) -> None:
                                                                                "task": "classification"})
     with pytest.raises(CheckpointError, match=r"c\.pth: not a ResNet-18 backbone: \d+ encoder weights missing"):
         build(pretrained=str(tmp_path / "c.pth"))
+
+
+def test_precise_bn_uses_the_images_given_and_does_nothing_without_a_budget(tmp_path: Path) -> None:
+    """recalibrate_bn(limit=0) leaves the statistics alone (update_bn over no batch would reset them to 0 / 1);
+    one image is enough to recompute them; the device-resident cache passed as `images` is what it reads."""
+    from evbattery.models.classifier import new_classifier
+
+    data = make_toy_dataset(tmp_path / "data", n=(4, 2, 1), size=64)
+    train_ds, _, _, _ = train.load_data(tiny_config(data, tmp_path, image_size=64))  # one photo: 2 x 2 at layer4
+    model = new_classifier(3)
+
+    def stats() -> torch.Tensor:
+        return model.state_dict()["bn1.running_mean"].clone()
+
+    train.recalibrate_bn(model, train_ds, limit=4, batch_size=4, fast=False)
+    own = stats()
+    assert own.abs().sum() > 0  # no longer the fresh model's zeros
+    train.recalibrate_bn(model, train_ds, limit=0, batch_size=4, fast=False)
+    assert torch.equal(stats(), own)
+    train.recalibrate_bn(model, train_ds, limit=1, batch_size=4, fast=False)
+    assert not torch.equal(stats(), own) and stats().abs().sum() > 0  # one photo's statistics, not a reset
+    train.recalibrate_bn(model, train_ds, limit=4, batch_size=4, fast=False)
+    assert torch.equal(stats(), own)  # seeded: the same 4 photos again
+    train.recalibrate_bn(model, train_ds, limit=4, batch_size=4, fast=False, images=torch.zeros_like(train_ds.images))
+    assert not torch.equal(stats(), own)
+
+
+def test_evaluate_sums_every_batch_in_float64_and_keeps_bf16_off_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loss and accuracy over 200 batches of 1-3 photos: every batch counts, weighted by its size, and the sums are
+    float64 (exactly what Python's float sum of the batch losses gives). bf16=False stays fp32 even on a CPU that
+    has native bf16 (the capability is the stand-in: it decides autocast's default)."""
+    from evbattery.core import devices
+    from evbattery.data.transforms import normalize
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3)).eval()
+    criterion = torch.nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(1)
+    loader = [(torch.randint(0, 256, (k, 3, 4, 4), dtype=torch.uint8, generator=g),
+               torch.randint(0, 3, (k,), generator=g)) for k in [1, 2, 3] * 66 + [1, 3]]
+    losses, correct, n = [], 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            logits = model(normalize(x, *train.IMAGENET_NORM))
+            losses.append(float(criterion(logits, y) * len(x)))
+            correct += int((logits.argmax(1) == y).sum())
+            n += len(x)
+    monkeypatch.setattr(devices, "bf16_supported", lambda device: True)
+    got = evaluate(model, criterion, loader, fast=False, bf16=False)
+    assert n == 400 and got["loss"] == sum(losses) / n and got["acc"] == correct / n
+    assert len(got["y_true"]) == len(got["y_pred"]) == len(got["probs"]) == n
+    right = next(b for b in range(0, 198, 3) if got["y_pred"][2 * b] == got["y_true"][2 * b])  # a lone photo
+    lone = evaluate(model, criterion, loader[right:right + 1], fast=False, bf16=False)
+    assert lone["acc"] == 1.0 and lone["loss"] == losses[right]  # not halved
+
+
+class RedIsCell(torch.nn.Module):
+    """A segmenter whose answer is known: a pixel is cell where its red channel is bright (logits -r, +r)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(()))  # evaluate() finds the device from a parameter
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": torch.stack([-x[:, 0], x[:, 0]], 1)}
+
+
+def test_evaluate_scores_a_known_segmentation_over_every_batch() -> None:
+    """IoU of the cell class pooled over the split (8 / 28, not a mean of per-batch IoUs), pixel accuracy over
+    every pixel, and a lone photo's loss undivided."""
+    from evbattery.data.transforms import normalize
+
+    def batch(pred_rows: slice, true_rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
+        x[:, 0, pred_rows] = 255
+        y = torch.zeros(1, 4, 4, dtype=torch.long)
+        y[:, true_rows] = 1
+        return x, y
+
+    model, criterion, norm = RedIsCell(), torch.nn.CrossEntropyLoss(), ([0.5] * 3, [0.5] * 3)
+    first, second = batch(slice(0, 2), slice(1, 3)), batch(slice(0, 4), slice(0, 1))  # inter 4 + 4, union 12 + 16
+    got = evaluate(model, criterion, [first, second], fast=False, norm=norm)
+    assert got["iou"] == 8 / 28 and got["acc"] == (8 + 4) / 32 and "y_true" not in got
+    one = evaluate(model, criterion, [first], fast=False, norm=norm)
+    logits = model(normalize(first[0], *norm))["out"]
+    assert one["loss"] == pytest.approx(float(criterion(logits, first[1]))) and one["iou"] == 4 / 12
+    empty = batch(slice(0, 0), slice(0, 0))  # no cell predicted, none there: no IoU to report
+    assert "iou" not in evaluate(model, criterion, [empty], fast=False, norm=norm)
+
