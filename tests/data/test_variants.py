@@ -168,3 +168,19 @@ def test_only_bg_t_when_the_box_is_the_whole_frame() -> None:
     img[plus == 0] = (10, 20, 30)
     out = only_bg_t(img, plus)
     assert (out.reshape(-1, 3) == (10, 20, 30)).all()
+
+
+def test_mixed_is_uint8_and_resizes_a_partners_mask_nearest_neighbour() -> None:
+    """A partner photo of another size is resized to fit; its mask is resized nearest-neighbour, so a thin cell
+    stays a cell and is removed from the partner's background (a bilinear 2x shrink would blur a one-pixel
+    cell below the threshold and leave it in the background)."""
+    img, mask = scene(size=48)
+    bg = np.random.default_rng(1).integers(0, 200, (96, 96, 3)).astype(np.uint8)
+    bg_mask = np.zeros((96, 96), np.uint8)
+    bg_mask[51, 51] = 255  # nearest keeps it as pixel (25, 25) at half size
+    small = resize_to(bg_mask, (48, 48), is_mask=True)
+    assert bounding_box(small) == (25, 26, 25, 26)
+    out = mixed(img, mask, bg, bg_mask)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    assert np.array_equal(out, mixed(img, mask, resize_to(bg, (48, 48)), small))
+    assert not np.array_equal(out, mixed(img, mask, resize_to(bg, (48, 48)), np.zeros((48, 48), np.uint8)))

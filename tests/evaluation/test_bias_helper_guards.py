@@ -27,10 +27,13 @@ from PIL import Image
 
 from evbattery.core.config import CLASSES
 from evbattery.data.layout import DatasetLayout
+from evbattery.evaluation import bias
 from evbattery.evaluation.bias import (
     _iou,
     _nanmean,
+    build_variant,
     cam_shares,
+    choose_partners,
     family_of,
     load_split,
     plan_evaluations,
@@ -38,7 +41,9 @@ from evbattery.evaluation.bias import (
     segmenter_or_note,
 )
 from evbattery.inference.predictor import Predictor
+from evbattery.models.checkpoint import save_checkpoint
 from evbattery.models.classifier import new_classifier
+from evbattery.models.segmenter import build_segmenter
 
 
 def colour_predictor(classes: list[str], image_size: int = 48) -> Predictor:
@@ -81,12 +86,47 @@ def test_predictions_go_in_batches_of_64_on_the_cpu_unless_told(monkeypatch: pyt
     assert sizes == [2, 2, 1]
 
 
-def test_grad_cam_shares_follow_their_own_masks_across_batches() -> None:
+def test_grad_cam_shares_follow_their_own_masks_across_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     pred = colour_predictor(list(CLASSES))
     img = photo(0, 0, seed=1)[0]
     full, empty = np.full((20, 20), 255, np.uint8), np.zeros((20, 20), np.uint8)  # resized to the input size
     shares = cam_shares(pred, [img, img, img], [full, empty, full], batch_size=2)
     assert shares == [1.0, 0.0, 1.0]
+    with pytest.raises(ValueError):  # a photo without its mask is an error, not a silently shorter list
+        cam_shares(pred, [img, img, img], [full, full], batch_size=4)
+
+    # A small mask is resized nearest-neighbour, so it counts exactly the pixels of its blocky upscaling
+    # (bilinear would round the 16 x 16 centre block of a 3 x 3 mask into a 160-pixel blob).
+    centre = np.zeros((3, 3), np.uint8)
+    centre[1, 1] = 255
+    block = np.zeros((48, 48), np.uint8)
+    block[16:32, 16:32] = 255
+    (small,), (big,) = cam_shares(pred, [img], [centre]), cam_shares(pred, [img], [block])
+    assert small == big and 0.05 < small < 0.2
+
+    sizes: list[int] = []
+    real = bias.gradcam_maps
+    monkeypatch.setattr(bias, "gradcam_maps", lambda p, batch: (sizes.append(len(batch)), real(p, batch))[1])
+    cam_shares(colour_predictor(list(CLASSES), image_size=8), [img] * 33, [full] * 33)
+    assert sizes == [32, 1]
+
+
+def test_variants_refuse_photos_and_masks_that_do_not_pair_up() -> None:
+    img, mask = photo(0, 1)
+    assert len(build_variant("only_fg", [img, img], [mask, mask], {})) == 2
+    with pytest.raises(ValueError):
+        build_variant("only_fg", [img, img], [mask], {})
+    with pytest.raises(ValueError):
+        build_variant("mixed_rand", [img, img], [mask, mask], {"mixed_rand": np.array([1])})
+
+
+def test_partners_default_to_seed_0_and_are_integer_indices_even_for_no_photo() -> None:
+    labels = np.repeat(np.arange(3), 10)
+    default, zero, one = choose_partners(labels, 3), choose_partners(labels, 3, seed=0), choose_partners(labels, 3, 1)
+    assert all(np.array_equal(default[v], zero[v]) for v in default)
+    assert any(not np.array_equal(default[v], one[v]) for v in default)
+    empty = choose_partners(np.zeros(0, dtype=int), 3)
+    assert all(p.shape == (0,) and p.dtype.kind == "i" for p in empty.values())
 
 
 def test_family_of_reads_the_cards_background_only_when_it_is_a_name() -> None:
@@ -103,14 +143,18 @@ def test_a_split_is_read_with_masks_at_the_photos_size_families_and_home_familie
     root = write_colour_dataset(tmp_path / "d", per_group=2, balanced=True)
     layout = DatasetLayout(root)
     mask = layout.mask_path("test", "pouch", "pou_test_green_0")
-    Image.fromarray(np.full((12, 12), 255, np.uint8)).save(mask)  # a mask smaller than its photo
+    small = np.zeros((3, 3), np.uint8)
+    small[1, 1] = 255
+    Image.fromarray(small).save(mask)  # a mask smaller than its photo: upscaled nearest-neighbour
     data = load_split(layout, "test", progress=False)
     assert len(data.images) == 18 and data.classes == tuple(CLASSES)
     assert [(s.cls, f) for s, f in zip(data.samples, data.families, strict=True)][:3] == [
         ("cylindrical", "blue"), ("cylindrical", "blue"), ("cylindrical", "green")]
     assert data.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6
     i = [s.key for s in data.samples].index("test/pouch/pou_test_green_0")
-    assert data.masks[i].shape == (48, 48) and data.masks[i].min() == 255
+    block = np.zeros((48, 48), np.uint8)
+    block[16:32, 16:32] = 255
+    assert np.array_equal(data.masks[i], block)
     assert all(m.shape == im.shape[:2] for m, im in zip(data.masks, data.images, strict=True))
     assert data.home_families == {c: [FAMILIES[k]] for k, c in enumerate(CLASSES)}
     assert data.bg_owners.tolist() == [FAMILIES.index(f) for f in data.families]
@@ -130,14 +174,48 @@ def test_a_split_is_read_with_masks_at_the_photos_size_families_and_home_familie
     assert data.home_families is None and data.bg_owners is None and data.families == list(FAMILIES)
 
 
-def test_the_suite_plans_one_evaluation_per_photo_model_and_per_mask_source(tmp_path: Path) -> None:
+def test_a_split_is_loaded_with_progress_unless_told_and_a_seed_0_subset_without_repeats(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    layout = DatasetLayout(write_colour_dataset(tmp_path / "d", per_group=2, balanced=True))
+    capsys.readouterr()
+    data = load_split(layout, "test", limit=5)
+    err = capsys.readouterr().err
+    assert "load test" in err and "5/5" in err and "img/s" in err
+    load_split(layout, "test", limit=5, progress=False)
+    assert capsys.readouterr().err == ""
+    assert [s.key for s in data.samples] == [s.key for s in load_split(layout, "test", 5, 0, False).samples]
+    keys = [s.key for s in load_split(layout, "test", limit=17, progress=False).samples]
+    assert len(set(keys)) == 17  # drawn without replacement
+
+
+def test_photos_the_card_does_not_list_have_no_family(tmp_path: Path) -> None:
+    layout = DatasetLayout(write_colour_dataset(tmp_path / "d", per_group=1, balanced=False))
+    card = layout.read_card()
+    del card["images"]["test/pouch/pou_test_green_0"]
+    layout.write_card(card)
+    data = load_split(layout, "test", progress=False)
+    assert data.families == ["red", None, "blue"] and data.groups is None  # one unknown family: no groups
+    layout.write_card({"source": {"kind": "known-colours"}})  # a card without per-image entries
+    data = load_split(layout, "test", progress=False)
+    assert data.families == [None, None, None] and data.groups is None and data.bg_owners is None
+
+
+def test_the_suite_plans_one_evaluation_per_photo_model_and_per_mask_source(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVBATTERY_DEVICE", "cuda:63")  # no machine has it: only the device passed in can work
     models = write_colour_readers(tmp_path / "m")
     plans = plan_evaluations(models, with_segmenter=True, device="cpu")
     assert sorted((e.label, e.model, e.source) for e in plans) == [
         ("cutouts[pred]", "cutouts", "pred"), ("cutouts[true]", "cutouts", "true"), ("images", "images", "photo")]
     assert all(e.predictor.device == torch.device("cpu") for e in plans)
-    plans = plan_evaluations(models, with_segmenter=False)
+    plans = plan_evaluations(models, with_segmenter=False, device="cpu")
     assert sorted(e.label for e in plans) == ["cutouts[true]", "images"]
-    seg, note = segmenter_or_note(models)
+    seg, note = segmenter_or_note(models, device="cpu")
     assert seg is None and note == (f"no segmenter at {models / 'segmenter.pth'}: cutout models scored with "
                                     "true masks only")
+    unet = build_segmenter("unet_resnet18")
+    save_checkpoint(models / "segmenter.pth", unet.state_dict(), {"arch": "unet_resnet18", "task": "segmentation",
+                                                                   "classes": ["background", "cell"]})
+    seg, note = segmenter_or_note(models, device="cpu")
+    assert note is None and seg.device == torch.device("cpu")
+    assert seg.predict_mask(np.zeros((16, 16, 3), np.uint8)).shape == (16, 16)
