@@ -71,6 +71,18 @@ def colour_meta(name: str, input_type: str, image_size: int = 48) -> dict:
             "dataset_fingerprint": "known-models", "debias": None}
 
 
+def colour_predictor(state_dict: dict[str, torch.Tensor] | None = None, classes: list[str] | None = None,
+                     image_size: int = 48):
+    """A Predictor on the colour reader (or on `state_dict`), in memory; `classes` renames its output rows."""
+    from evbattery.inference.predictor import Predictor
+    from evbattery.models.classifier import new_classifier
+
+    model = new_classifier(len(CLASSES))
+    model.load_state_dict(state_dict or colour_reader_state_dict())
+    meta = colour_meta("images", "images", image_size)
+    return Predictor(model.eval(), {**meta, "classes": classes or meta["classes"]}, fast=False)
+
+
 def write_colour_readers(model_dir: Path, image_size: int = 48,
                          names: tuple[tuple[str, str], ...] = (("images", "images"), ("cutouts", "cutouts"))) -> Path:
     """best_model_<name>.pth colour readers in model_dir (name, input_type pairs); returns model_dir."""

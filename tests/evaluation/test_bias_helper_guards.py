@@ -17,8 +17,7 @@ import pytest
 import torch
 from known_models import (
     FAMILIES,
-    colour_meta,
-    colour_reader_state_dict,
+    colour_predictor,
     photo,
     write_colour_dataset,
     write_colour_readers,
@@ -40,16 +39,8 @@ from evbattery.evaluation.bias import (
     predict_indices,
     segmenter_or_note,
 )
-from evbattery.inference.predictor import Predictor
 from evbattery.models.checkpoint import save_checkpoint
-from evbattery.models.classifier import new_classifier
 from evbattery.models.segmenter import build_segmenter
-
-
-def colour_predictor(classes: list[str], image_size: int = 48) -> Predictor:
-    model = new_classifier(3)
-    model.load_state_dict(colour_reader_state_dict())
-    return Predictor(model.eval(), {**colour_meta("images", "images", image_size), "classes": classes}, fast=False)
 
 
 def test_iou_counts_a_pixel_at_the_mask_threshold_as_cell_on_either_side() -> None:
@@ -64,9 +55,9 @@ def test_iou_counts_a_pixel_at_the_mask_threshold_as_cell_on_either_side() -> No
 
 def test_predictions_are_mapped_to_the_datasets_classes_by_name() -> None:
     red, green, blue = (photo(k, k)[0] for k in range(3))  # the reader answers the dominant channel's row
-    reordered = colour_predictor(["pouch", "prismatic", "cylindrical"])
+    reordered = colour_predictor(classes=["pouch", "prismatic", "cylindrical"])
     assert predict_indices(reordered, [red, green, blue], tuple(CLASSES)).tolist() == [1, 2, 0]
-    foreign = colour_predictor(["cylindrical", "pouch", "button"])  # a class the dataset does not have
+    foreign = colour_predictor(classes=["cylindrical", "pouch", "button"])  # a class the dataset does not have
     got = predict_indices(foreign, [red, green, blue], tuple(CLASSES))
     assert got.tolist() == [0, 1, -1]  # counted wrong, never a real class index
     empty = predict_indices(reordered, [], tuple(CLASSES))
@@ -74,7 +65,7 @@ def test_predictions_are_mapped_to_the_datasets_classes_by_name() -> None:
 
 
 def test_predictions_go_in_batches_of_64_on_the_cpu_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
-    pred = colour_predictor(list(CLASSES), image_size=8)
+    pred = colour_predictor(image_size=8)
     sizes: list[int] = []
     real = pred.logits
     monkeypatch.setattr(pred, "logits", lambda batch: (sizes.append(len(batch)), real(batch))[1])
@@ -87,7 +78,7 @@ def test_predictions_go_in_batches_of_64_on_the_cpu_unless_told(monkeypatch: pyt
 
 
 def test_grad_cam_shares_follow_their_own_masks_across_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    pred = colour_predictor(list(CLASSES))
+    pred = colour_predictor()
     img = photo(0, 0, seed=1)[0]
     full, empty = np.full((20, 20), 255, np.uint8), np.zeros((20, 20), np.uint8)  # resized to the input size
     shares = cam_shares(pred, [img, img, img], [full, empty, full], batch_size=2)
@@ -107,7 +98,7 @@ def test_grad_cam_shares_follow_their_own_masks_across_batches(monkeypatch: pyte
     sizes: list[int] = []
     real = bias.gradcam_maps
     monkeypatch.setattr(bias, "gradcam_maps", lambda p, batch: (sizes.append(len(batch)), real(p, batch))[1])
-    cam_shares(colour_predictor(list(CLASSES), image_size=8), [img] * 33, [full] * 33)
+    cam_shares(colour_predictor(image_size=8), [img] * 33, [full] * 33)
     assert sizes == [32, 1]
 
 

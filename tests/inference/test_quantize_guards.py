@@ -13,8 +13,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
-from known_models import colour_meta, colour_reader_state_dict, damaged_state_dict, photo, write_colour_dataset
+from known_models import (
+    colour_meta,
+    colour_predictor,
+    colour_reader_state_dict,
+    damaged_state_dict,
+    photo,
+    write_colour_dataset,
+)
 from onnx import numpy_helper
 
 from evbattery.core.imageio import load_rgb
@@ -32,12 +38,6 @@ from evbattery.inference.quantize import (
 )
 from evbattery.models.checkpoint import save_checkpoint
 from evbattery.models.classifier import new_classifier
-
-
-def colour_predictor(state_dict: dict[str, torch.Tensor] | None = None) -> Predictor:
-    model = new_classifier(3)
-    model.load_state_dict(state_dict or colour_reader_state_dict())
-    return Predictor(model.eval(), colour_meta("images", "images"), fast=False)
 
 
 def calibration_photos(bright_at: int, n: int = 17) -> list[np.ndarray]:
