@@ -131,6 +131,10 @@ def test_backgrounds_are_deterministic_and_moderate_contrast():
     (["--bias", "1.5"], "bias"),
     (["--bias", "-0.1"], "bias"),
     (["--size", "8"], "size"),
+    (["--packs", "prismatic=2"], "pack share of prismatic must be in [0, 1], got 2.0"),
+    (["--packs", "pouch=0.1"], "no packs of 'pouch' cells; packs exist for cylindrical, prismatic"),
+    (["--packs", "prismatic"], "--packs: 'prismatic' is not <class>=<share>"),
+    (["--packs", "prismatic=lots"], "--packs: 'prismatic=lots' is not <class>=<share>"),
 ])
 def test_bad_arguments_get_a_clear_message(tmp_path, args, needle):
     res = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "o"), *args])
@@ -205,3 +209,17 @@ def test_mask_rim_leak_script_measures_the_rim() -> None:
     assert res["scenes"] == 6
     # rim pixels exist (the mask is antialiased coverage >= 0.5), carry some background, and are a minority
     assert 0 < res["background_share"]["mean_pct"] < res["rim_pixels"]["mean_pct"] < 30
+
+
+def test_packs_option_reaches_the_photos_and_the_card(tmp_path):
+    """--packs prismatic=1: every prismatic photo is a module; cylindrical keeps its default share; the card says so."""
+    out = tmp_path / "o"
+    res = CliRunner().invoke(app, ["data", "synth", "--out", str(out), "--n-train", "9", "--n-val", "0", "--n-test", "0",
+                                   "--size", "64", "--workers", "1", "--packs", "prismatic=1"])
+    assert res.exit_code == 0, res.output
+    card = DatasetLayout(out).read_card()
+    assert card["source"]["params"]["pack_shares"] == {"cylindrical": 0.03, "prismatic": 1.0}
+    kinds = {m["class"]: set() for m in card["images"].values()}
+    for m in card["images"].values():
+        kinds[m["class"]].add(m["pose"][0].get("pack"))
+    assert kinds["prismatic"] == {"module"} and kinds["pouch"] == {None}

@@ -16,6 +16,20 @@ OutDir = DataOut
 PreviewOut = typer.Option(None, "--out", "-o", help="PNG to write (default <reports>/synth_preview.png).")
 
 
+def parse_shares(text: str) -> dict[str, float]:
+    """'cylindrical=0.03,prismatic=0.2' -> {'cylindrical': 0.03, 'prismatic': 0.2}; ValueError naming a bad item."""
+    shares = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        cls, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            shares[cls.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--packs: {item!r} is not <class>=<share>, e.g. prismatic=0.2") from None
+    return shares
+
+
 @data_app.command("synth")
 def synth_cmd(
     out: Path = OutDir,
@@ -27,15 +41,20 @@ def synth_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed -> byte-identical files)."),
     workers: int = typer.Option(0, "--workers", help="Worker processes (0 = all usable CPUs)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+    packs: str = typer.Option("", "--packs", help="Share of photos showing several cells as a unit, per class, "
+                              "e.g. 'cylindrical=0.03,prismatic=0.2' (cylindrical packs, prismatic modules); "
+                              "classes not named keep the default (cylindrical 0.03, prismatic 0)."),
 ) -> None:
     """Generate synthetic battery photos with masks, cutouts and a dataset card."""
     from evbattery.data.layout import DatasetError
-    from evbattery.data.synth.generate import generate_dataset, validate_args
+    from evbattery.data.synth.generate import generate_dataset, validate_args, validate_pack_shares
 
     try:
         validate_args(n_train, n_val, n_test, size, bias, workers or None)
+        shares = validate_pack_shares(parse_shares(packs))
         t0 = time.perf_counter()
-        generate_dataset(out, n_train, n_val, n_test, size, bias, seed, workers or None, overwrite, progress=True)
+        generate_dataset(out, n_train, n_val, n_test, size, bias, seed, workers or None, overwrite, progress=True,
+                         pack_shares=shares)
     except (ValueError, DatasetError) as e:
         fail(str(e))
     except KeyboardInterrupt:

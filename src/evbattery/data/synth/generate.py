@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,12 @@ from evbattery.core.config import CLASSES, SPLITS
 from evbattery.core.imageio import load_rgb, save_jpeg, save_png
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetLayout, check_output_dir, staged_output
+from evbattery.data.synth import packs
 from evbattery.data.synth.backgrounds import FAMILIES
 from evbattery.data.synth.scene import Scene, render_scene
 
 GENERATOR = "evbattery.data.synth"
-GENERATOR_VERSION = "1.1"  # 1.1: noise banks per bucketed size (cell textures differ from 1.0)
+GENERATOR_VERSION = "1.2"  # 1.1: noise banks per bucketed size (cell textures differ from 1.0); 1.2: --packs
 # A fixed, disjoint partition of the families among the classes (light and dark surfaces in each).
 HOME_FAMILIES: dict[str, tuple[str, ...]] = {
     "cylindrical": ("grey_tray", "wood", "esd_mat"),
@@ -73,6 +75,17 @@ def validate_args(n_train: int, n_val: int, n_test: int, size: int, bias: float,
         raise ValueError(f"workers must be >= 1, got {workers}")
 
 
+def validate_pack_shares(shares: Mapping[str, float]) -> dict[str, float]:
+    """The default shares (packs.PACK_SHARES) overridden by `shares`, as a plain dict; ValueError naming a class
+    without packs or a share outside [0, 1]."""
+    for cls, share in shares.items():
+        if cls not in packs.PACK_SHARES:
+            raise ValueError(f"no packs of {cls!r} cells; packs exist for {', '.join(packs.PACK_SHARES)}")
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"pack share of {cls} must be in [0, 1], got {share}")
+    return {**packs.PACK_SHARES, **{c: float(v) for c, v in shares.items()}}
+
+
 def plan_split(split: str, n: int, bias: float, seed: int) -> list[Task]:
     """Class and family of every image of a split (test: ρ = 0, balanced over class x family)."""
     tasks = []
@@ -95,15 +108,15 @@ def plan(n_train: int, n_val: int, n_test: int, bias: float, seed: int) -> list[
     return [t for s in SPLITS for t in plan_split(s, counts[s], bias, seed)]
 
 
-def render_task(task: Task, size: int, seed: int) -> Scene:
+def render_task(task: Task, size: int, seed: int, pack_shares: Mapping[str, float] | None = None) -> Scene:
     """Render one planned image (no files written)."""
-    return render_scene(task.cls, task.family, size, image_rng(seed, task.split, task.index))
+    return render_scene(task.cls, task.family, size, image_rng(seed, task.split, task.index), pack_shares)
 
 
-def _write_task(job: tuple[Task, int, int, str]) -> tuple[str, dict[str, Any]]:
-    task, size, seed, root = job
+def _write_task(job: tuple[Task, int, int, str, Mapping[str, float]]) -> tuple[str, dict[str, Any]]:
+    task, size, seed, root, pack_shares = job
     layout = DatasetLayout(Path(root))
-    scene = render_task(task, size, seed)
+    scene = render_task(task, size, seed, pack_shares)
     img_path = layout.image_path(task.split, task.cls, task.stem)
     save_jpeg(scene.image, img_path, quality=scene.meta["camera"]["jpeg_quality"])
     save_png(scene.mask, layout.mask_path(task.split, task.cls, task.stem))
@@ -134,15 +147,19 @@ def default_workers() -> int:
 
 def generate_dataset(out: Path, n_train: int = 900, n_val: int = 150, n_test: int = 300, size: int = 256,
                      bias: float = 0.0, seed: int = 0, workers: int | None = None, overwrite: bool = False,
-                     progress: bool = True) -> Path:
-    """Write a synthetic dataset (images, masks, cutouts, dataset.json) to `out`; returns `out`."""
+                     progress: bool = True, pack_shares: Mapping[str, float] | None = None) -> Path:
+    """Write a synthetic dataset (images, masks, cutouts, dataset.json) to `out`; returns `out`.
+
+    pack_shares: class -> share of its photos that show a pack (cylindrical) or module (prismatic); default
+    packs.PACK_SHARES."""
     out = Path(out)
     validate_args(n_train, n_val, n_test, size, bias, workers)
+    shares = validate_pack_shares(pack_shares or {})
     check_output_dir(out, overwrite)
     workers = workers or default_workers()
     tasks = plan(n_train, n_val, n_test, bias, seed)
     with staged_output(out, overwrite) as tmp:
-        jobs = [(t, size, seed, str(tmp)) for t in tasks]
+        jobs = [(t, size, seed, str(tmp), shares) for t in tasks]
         bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
         images: dict[str, dict[str, Any]] = {}
         if workers == 1:
@@ -160,7 +177,7 @@ def generate_dataset(out: Path, n_train: int = 900, n_val: int = 150, n_test: in
         DatasetLayout(tmp).write_card({
             "source": {"kind": "synthetic", "generator": GENERATOR, "version": GENERATOR_VERSION,
                        "params": {"n_train": n_train, "n_val": n_val, "n_test": n_test, "size": size,
-                                  "bias": bias, "seed": seed}},
+                                  "bias": bias, "seed": seed, "pack_shares": shares}},
             "families": list(FAMILIES),
             "home_families": {c: list(f) for c, f in HOME_FAMILIES.items()},
             "bias": {"rho": bias, "applies_to": ["train", "val"], "test": "balanced over class x family (rho = 0)",
@@ -170,4 +187,5 @@ def generate_dataset(out: Path, n_train: int = 900, n_val: int = 150, n_test: in
     return out
 
 
-__all__ = ["HOME_FAMILIES", "Task", "generate_dataset", "plan", "plan_split", "render_task", "validate_args"]
+__all__ = ["HOME_FAMILIES", "Task", "generate_dataset", "plan", "plan_split", "render_task", "validate_args",
+           "validate_pack_shares"]

@@ -12,14 +12,18 @@ import numpy as np
 from scipy import ndimage
 
 from evbattery.data.synth.cells import render_cylindrical
+from evbattery.data.synth.prismatic import render_prismatic
 from evbattery.data.synth.raster import CellLayer, Light, over
 
-# Share of cylindrical photos that show a pack instead of loose cells, chosen on the real-photo dev split (36
-# photos) with a linear probe. Without packs, 4-5 of the 19 cylindrical photos (packs, boxes of cells) were
-# called prismatic. 3 % packs fixed 2-3 of them and cost 0-1 of the 8 prismatic photos: balanced accuracy
-# 80.1 -> 85.4 % on 3,000 photos, 81.9 -> 81.2 % on 5,700, i.e. within the noise of 36 photos. More packs
-# taught "a block of things = cylindrical": 6 % 75.1 %, 10 % 70.9 %, 30 % 50.6 % (prismatic 8/8 -> 1/8).
-PACK_SHARE = 0.03
+# Default share of photos that show several cells as a unit, per class (`evbattery data synth --packs` overrides
+# it), chosen on the real-photo dev split (36 photos) with linear probes (docs/benchmarks.md, "Real photos").
+# Cylindrical packs: without them, 4-5 of the 19 cylindrical photos (packs, boxes of cells) were called prismatic;
+# 3 % fixed 2-3 of them; more taught "a block of things = cylindrical" (10 %: prismatic recall 50 -> 25-38 %).
+# Prismatic modules (2-6 cans side by side, posts joined by busbars; retired EV packs come apart into modules
+# before cells): at 20 % a Lite0 probe gained (68.7 -> 74.7 % balanced, prismatic 4/8 -> 8/8), but the recipe's
+# Lite2 image probe lost (87.3 -> 78.2 %: it already had 8/8 prismatic, and lost pouches), so they are off by
+# default.
+PACK_SHARES: dict[str, float] = {"cylindrical": 0.03, "prismatic": 0.0}
 
 
 def _extent(alpha: np.ndarray) -> tuple[int, int]:
@@ -57,3 +61,12 @@ def render_cylindrical_pack(area_px: float, rng: np.random.Generator, light: Lig
     rgb, alpha = np.clip(rgb[keep], 0, 255).astype(np.float32), alpha[keep].astype(np.float32)
     return CellLayer(rgb, alpha, {**cell.pose, "pack": layout, "cells": n_rows * n_cols,
                                   "rotation_deg": round(angle, 1)})
+
+
+def render_pack(cls: str, area_px: float, rng: np.random.Generator, light: Light) -> CellLayer:
+    """Several cells of one class as a unit: a cylindrical pack, or a prismatic module of 2-6 cans."""
+    if cls == "cylindrical":
+        return render_cylindrical_pack(area_px, rng, light)
+    if cls == "prismatic":
+        return render_prismatic(area_px, rng, light, n_cells=int(rng.integers(2, 7)))
+    raise ValueError(f"no pack of {cls!r} cells; packs exist for {', '.join(PACK_SHARES)}")

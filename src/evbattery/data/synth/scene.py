@@ -8,6 +8,7 @@ renderer's own coverage layers: cell coverage >= 0.5 and occluder coverage < 0.5
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,15 +93,18 @@ def _place(canvas: tuple[int, int], size: int, rng: np.random.Generator) -> tupl
     return int(rng.integers(0, max(1, size - h + 1))), int(rng.integers(0, max(1, size - w + 1)))
 
 
-def render_scene(cls: str, family: str, size: int, rng: np.random.Generator) -> Scene:
-    """One synthetic photo of a class on a background family."""
+def render_scene(cls: str, family: str, size: int, rng: np.random.Generator,
+                 pack_shares: Mapping[str, float] | None = None) -> Scene:
+    """One synthetic photo of a class on a background family; pack_shares (class -> share of photos showing a
+    pack or module) defaults to packs.PACK_SHARES."""
     az, el = rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(35, 75))
     light = Light(np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)]), rng.uniform(0.3, 0.5))
     img = render_background_float(family, size, rng)
     n_cells = 2 if rng.random() < 0.2 else 1
     area = sample_area(rng)
     shares = [1.0] if n_cells == 1 else [w := rng.uniform(0.45, 0.6), 1 - w]
-    pack = cls == "cylindrical" and rng.random() < packs.PACK_SHARE
+    pack_share = (packs.PACK_SHARES if pack_shares is None else pack_shares).get(cls, 0.0)
+    pack = pack_share > 0 and rng.random() < pack_share
     if pack:
         shares = [1.0]
     cell_cov = np.zeros((size, size), np.float32)
@@ -108,7 +112,7 @@ def render_scene(cls: str, family: str, size: int, rng: np.random.Generator) -> 
     for share in shares:
         a_px = area * share * size * size
         for _ in range(4):  # shrink until the cell fits in the frame
-            layer = packs.render_cylindrical_pack(a_px, rng, light) if pack else render_cell(cls, a_px, rng, light)
+            layer = packs.render_pack(cls, a_px, rng, light) if pack else render_cell(cls, a_px, rng, light)
             fit = (size - 2) / max(layer.alpha.shape)
             if fit >= 1:
                 break
