@@ -1,9 +1,11 @@
-"""Packs of cylindrical cells: a row of cells side by side, or a honeycomb of cells seen end-on.
+"""Packs: cylindrical cells in a row side by side or a honeycomb seen end-on; prismatic cans as a module.
 
 Real photos of cylindrical cells often show many at once (a pack being built, a tray or a box of 18650s, a
 retired module), and a model that only ever saw one or two loose cells called such photos prismatic: a block
 of cells is a rectangle. One cell is drawn in a fixed pose and repeated on a lattice, then the whole pack is
 rotated; the pack covers the same silhouette area as a single cell would (size must not name the class).
+Prismatic modules (2-6 cans side by side, busbars on the posts) are drawn by the prismatic renderer itself, in
+3-D, at the area a single can would cover.
 """
 
 from __future__ import annotations
