@@ -115,8 +115,11 @@ def step_bench_infer(a: argparse.Namespace) -> dict[str, Any]:
     from evbattery.models.registry import discover_models
 
     z = _bench_sizes(a)
+    # onnx: the GPU run times torch only (ONNX Runtime is the CPU backend), and so does the smoke run on the CPU,
+    # which checks that path; exporting and quantizing ONNX here cost the smoke test 20 s (test_bench_infer
+    # covers the ONNX timings).
     return bench_infer(discover_models(a.work / "bench_model"), size=z["size"], iters=z["iters"], warmup=5,
-                       device=a.device, batch_sizes=(8,) if a.smoke else None)
+                       device=a.device, batch_sizes=(8,) if a.smoke else None, onnx=False if a.smoke else None)
 
 
 def step_bench_api(a: argparse.Namespace) -> dict[str, Any]:
