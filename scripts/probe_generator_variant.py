@@ -24,9 +24,9 @@ from evbattery.cli.synth import parse_shares
 from evbattery.core.config import CLASSES
 from evbattery.core.imageio import load_rgb
 from evbattery.core.io import reports_dir
-from evbattery.data.synth import packs, scene
+from evbattery.data.synth import scene
 from evbattery.data.synth.backgrounds import FAMILIES
-from evbattery.data.synth.generate import image_rng
+from evbattery.data.synth.generate import image_rng, validate_pack_shares
 from evbattery.data.transforms import resize_uint8
 from evbattery.evaluation.photo_folder import balanced_accuracy, list_photos
 from evbattery.models.backbones import backbone_spec, classifier_head
@@ -34,9 +34,8 @@ from evbattery.models.classifier import build_classifier
 from evbattery.training.probe import fit_head, pooled_features
 
 
-def _configure(shares: dict[str, float], close_up: float) -> None:
-    """Pack shares, and a share of close-ups (cell area log-uniform in 12-55 % of the frame)."""
-    packs.PACK_SHARES.update(shares)
+def _close_ups(close_up: float) -> None:
+    """A share of close-ups (cell area log-uniform in 12-55 % of the frame), patched into this process."""
     if close_up > 0:
         default = scene.sample_area
 
@@ -49,9 +48,9 @@ def _configure(shares: dict[str, float], close_up: float) -> None:
 def _render(job: tuple[dict[str, float], float, str, int, int]) -> tuple[np.ndarray, int]:
     shares, close_up, split, i, seed = job
     torch.set_num_threads(1)
-    _configure(shares, close_up)
+    _close_ups(close_up)
     family = FAMILIES[int(np.random.default_rng([seed, i, 7]).integers(len(FAMILIES)))]
-    return scene.render_scene(CLASSES[i % 3], family, 256, image_rng(seed, split, i)).image, i % 3
+    return scene.render_scene(CLASSES[i % 3], family, 256, image_rng(seed, split, i), shares).image, i % 3
 
 
 def _synth(shares: dict[str, float], close_up: float, split: str, n: int, seed: int) -> tuple[list, np.ndarray]:
@@ -62,7 +61,9 @@ def _synth(shares: dict[str, float], close_up: float, split: str, n: int, seed: 
 
 def run(shares: dict[str, float], close_up: float = 0.0, arch: str = "efficientnet_lite0", size: int = 224,
         n: int = 1500, n_test: int = 300, dev: Path = Path("data/real_photos/dev"), seed: int = 1) -> dict:
-    """Probe at C = 1e-4, 3e-4, 1e-3 on n synthetic photos; its accuracy on n_test synthetic photos and on dev."""
+    """Probe at C = 1e-4, 3e-4, 1e-3 on n synthetic photos; its accuracy on n_test synthetic photos and on dev.
+    shares: pack shares of the classes named; the others keep packs.PACK_SHARES."""
+    shares = validate_pack_shares(shares)
     model, _ = build_classifier(len(CLASSES), "auto", arch=arch)
     head, spec = classifier_head(model, arch), backbone_spec(arch)
     norm = (list(spec.mean), list(spec.std))
@@ -93,7 +94,7 @@ def run(shares: dict[str, float], close_up: float = 0.0, arch: str = "efficientn
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shares", default="cylindrical=0.03,prismatic=0.2", help="class=share,... (packs.PACK_SHARES)")
+    ap.add_argument("--shares", default="cylindrical=0.03,prismatic=0.2", help="class=share,... (as data synth --packs)")
     ap.add_argument("--close-up", type=float, default=0.0, help="share of close-up photos (0 = the product's)")
     ap.add_argument("--arch", default="efficientnet_lite0")
     ap.add_argument("--size", type=int, default=224)
