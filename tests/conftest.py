@@ -27,6 +27,10 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     for var, sub in (("XDG_CACHE_HOME", "cache"), ("MPLCONFIGDIR", "mpl"), ("WANDB_DIR", "wandb"),
                      ("TORCH_HOME", "torch")):
         os.environ[var] = str(base / sub)
+    # Child processes (servers, CLIs) put their temp files here, so those a killed child leaves behind (wandb makes
+    # two temp dirs at import) go with the session's tmp dir instead of piling up in /tmp.
+    (base / "tmp").mkdir()
+    os.environ["TMPDIR"] = str(base / "tmp")
     os.environ["WANDB_MODE"] = "disabled"
     os.environ["WANDB_SILENT"] = "true"
     os.environ.setdefault("OMP_NUM_THREADS", "2")
