@@ -1,36 +1,60 @@
-"""The Classify page's banner follows the API's agree / unsure answer and never rewords a guess as agreement."""
+"""The Classify page's banner (ui/results.py `verdict`) on fixed API answers, no server: it follows the API's
+agree / unsure answer, names every model's class, and never rewords a guess as agreement."""
 
 from __future__ import annotations
 
-from evbattery.ui.results import verdict
+from evbattery.ui.results import model_title, verdict
 
 
-def answer(**kw):
-    p = {"predicted_class": "pouch", "confidence": 0.9, "probabilities": {"cylindrical": 0.05, "pouch": 0.9,
-                                                                         "prismatic": 0.05}}
-    base = {"results": {"images": dict(p), "cutouts": dict(p)}, "agree": True, "unsure": [], "note": "Models agree",
-            "mask_source": "uploaded"}
-    return {**base, **kw}
+def _p(cls: str, confidence: float = 1.0) -> dict:
+    return {"predicted_class": cls, "probabilities": {cls: confidence}, "confidence": confidence}
 
 
-def test_agree_banner():
-    level, text = verdict(answer())
-    assert level == "agree" and "The models agree: pouch" in text
+def _answer(preds: dict, agree: bool, mask_source: str = "uploaded", unsure: list[str] | None = None) -> dict:
+    return {"results": preds, "agree": agree, "unsure": unsure or [], "mask_source": mask_source}
 
 
-def test_disagree_banner_names_each_models_class():
-    resp = answer(agree=False)
-    resp["results"]["cutouts"] = {**resp["results"]["cutouts"], "predicted_class": "prismatic"}
-    level, text = verdict(resp)
-    assert level == "disagree" and "Cutout (background removed) → **prismatic**" in text and "The models agree" not in text
+def test_same_class_is_agree_with_the_class_named() -> None:
+    level, text = verdict(_answer({"images": _p("pouch"), "cutouts": _p("pouch")}, True))
+    assert level == "agree"
+    assert text.startswith("**The models agree: pouch.** ") and "disagree" not in text
+    assert "background is unlikely to be driving" in text
 
 
-def test_unsure_wins_over_agreement():
-    resp = answer(unsure=["cutouts"])
-    resp["results"]["cutouts"]["confidence"] = 0.38
-    level, text = verdict(resp)
+def test_different_classes_are_disagree_with_every_vote_named() -> None:
+    preds = {"images": _p("pouch"), "cutouts": _p("prismatic"), "images_debiased": _p("pouch")}
+    level, text = verdict(_answer(preds, False))
+    assert level == "disagree"
+    assert text.startswith("**The models disagree:** Full image → **pouch**, Cutout (background removed) → "
+                           "**prismatic**, Full image, debiased → **pouch**. ")
+    assert "background bias" in text and "segmenter" not in text and "The models agree" not in text
+
+
+def test_a_segmenter_mask_adds_a_caution_only_when_they_disagree() -> None:
+    split = {"images": _p("pouch"), "cutouts": _p("prismatic")}
+    level, text = verdict(_answer(split, False, "segmenter"))
+    assert level == "disagree" and text.startswith("**The models disagree:** Full image → **pouch**")
+    assert text.endswith(" The mask was predicted by the segmenter, so first check that the cutout shows the whole "
+                         "cell.")
+    assert "segmenter" not in verdict(_answer({"images": _p("pouch"), "cutouts": _p("pouch")}, True, "segmenter"))[1]
+
+
+def test_unsure_wins_over_agreement() -> None:
+    level, text = verdict(_answer({"images": _p("pouch", 0.9), "cutouts": _p("pouch", 0.38)}, True,
+                                  unsure=["cutouts"]))
     assert level == "unsure" and "38%" in text and "agree" not in text.lower()
 
 
-def test_no_models():
-    assert verdict({"results": {}})[0] == "none"
+def test_the_banner_names_every_unsure_model() -> None:
+    """An unsure name with no result ("gone") is skipped, not a KeyError."""
+    resp = _answer({"images": _p("pouch", 0.40), "cutouts": _p("prismatic", 0.38)}, False,
+                   unsure=["images", "cutouts", "gone"])
+    level, text = verdict(resp)
+    assert level == "unsure"
+    assert text.startswith("**Unsure:** Full image (40% pouch), Cutout (background removed) (38% prismatic) is close "
+                           "to chance")
+
+
+def test_no_models_and_model_titles() -> None:
+    assert verdict({"results": {}}) == ("none", "No model answered.")
+    assert model_title("my_model") == "My model" and model_title("cutouts") == "Cutout (background removed)"
