@@ -33,7 +33,7 @@ DEBIAS = {"method": "bg-swap", "swap_prob": 0.5, "synth_share": 0.0}
 HOME_RULE = "home families from the dataset card (a background belongs to the class whose home family it is)"
 SUMMARY_KEYS = {"split", "data_dir", "model_dir", "seed", "n_images", "classes", "variants", "evaluations",
                 "agreement_original", "segmenter_iou_original", "families", "mixed_partner_rule", "notes"}
-ENTRY_KEYS = {"model", "input_type", "source", "source_description", "checkpoint", "debias", "n", "accuracy",
+ENTRY_KEYS = {"model", "input_type", "source", "source_description", "checkpoint", "backend", "debias", "n", "accuracy",
               "bg_gap", "bg_only_accuracy", "gradcam_inside", "groups", "worst_group", "worst_group_noise",
               "mean_group_accuracy"}
 HOME_KEYS = {"home_vs_other", "mixed_rand_by_donor", "mixed_rand_by_cell"}
@@ -225,6 +225,7 @@ def test_evaluation_entries(full, models_with_segmenter: Path, label: str, name:
     assert (e["model"], e["input_type"], e["source"], e["source_description"]) == (name, input_type, source,
                                                                                    description)
     assert e["checkpoint"] == str(model_path(models_with_segmenter, name)) and e["n"] == 18
+    assert e["backend"] == "torch"  # 18 photos x 7 variants: too few forward passes to repay an ONNX export
     assert e["debias"] == (DEBIAS if name == "images" else None)
     assert e["bg_only_accuracy"] == {v: e["accuracy"][v] for v in ("no_fg", "only_bg_t")}
     assert set(e["gradcam_inside"]) == {"mean", "n", "median", "histogram"} and e["gradcam_inside"]["n"] == 2

@@ -23,6 +23,9 @@ def bias_cmd(
     tracker: str = typer.Option("wandb", "--tracker", help="wandb | none."),
     runs_dir: Path = RunsDir,
     device: str = Device,
+    onnx: str = typer.Option("auto", "--onnx", help="auto | on | off: classifier logits through ONNX Runtime "
+                             "(fp32 models on CPUs without bf16, ~4x torch there; auto: from 1,000 forward "
+                             "passes per model)."),
 ) -> None:
     """Backgrounds-Challenge variants, BG-Gap, worst-group accuracy and Grad-CAM for every model."""
     dev = use_device(device)
@@ -31,6 +34,8 @@ def bias_cmd(
     out = out or reports_dir() / "bias"
     if split not in SPLITS:
         fail(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
+    if onnx not in ("auto", "on", "off"):
+        fail(f"--onnx {onnx!r}: expected auto, on or off")
     if not data.is_dir():
         fail(f"dataset folder {data} does not exist (generate one with `evbattery data synth`)")
     from evbattery.data.layout import DatasetError
@@ -40,7 +45,7 @@ def bias_cmd(
 
     try:
         result = run_bias_suite(data, model_dir, split=split, seed=seed, limit=limit, cam_limit=cam_limit,
-                                device=dev)
+                                device=dev, onnx=onnx)
     except (DatasetError, CheckpointError, FileNotFoundError, ValueError) as e:
         fail(str(e))
     paths = write_bias_report(result, out)

