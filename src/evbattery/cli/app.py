@@ -47,6 +47,6 @@ def use_device(spec: str | None):
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not verbose:  # one line per HTTP request would drown the benchmarks' and the demo's output
-        for noisy in ("httpx", "httpcore"):
+    if not verbose:  # one line per HTTP request (or ~170 per ONNX export) would drown the benchmarks' and the demo's output
+        for noisy in ("httpx", "httpcore", "onnx_ir", "onnxscript"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
