@@ -88,6 +88,7 @@ def test_demo_child_commands_read_and_write_the_configured_folders(built: dict[s
                          capture_output=True, text=True, timeout=400, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "4 of 6" not in res.stderr and "2 of 6 steps to build" in res.stderr
+    assert res.stderr.count("▶") == 2 and "▶ 5/6 evaluate" in res.stderr  # each step to build is announced
     assert (built["reports"] / "eval_cross_test.json").is_file()
     assert (built["reports"] / "bias" / "report.md").is_file()
     report = json.loads((built["reports"] / "bias" / "report.json").read_text())

@@ -77,6 +77,21 @@ def test_predictions_go_in_batches_of_64_on_the_cpu_unless_told(monkeypatch: pyt
     assert sizes == [2, 2, 1]
 
 
+def test_a_picture_seen_before_is_not_run_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    pred = colour_predictor(image_size=8)
+    sizes: list[int] = []
+    real = pred.logits
+    monkeypatch.setattr(pred, "logits", lambda batch: (sizes.append(len(batch)), real(batch))[1])
+    red, green = photo(0, 0, size=8)[0], photo(1, 1, size=8)[0]
+    seen: dict[bytes, int] = {}
+    assert predict_indices(pred, [red, red, green, red], tuple(CLASSES), seen=seen).tolist() == [0, 0, 1, 0]
+    assert sizes == [2]  # two distinct pictures, one batch
+    assert predict_indices(pred, [green, red], tuple(CLASSES), seen=seen).tolist() == [1, 0] and sizes == [2]
+    same_bytes_other_shape = red.reshape(4, 16, 3)  # the key includes the shape
+    assert predict_indices(pred, [same_bytes_other_shape], tuple(CLASSES), seen=seen).tolist() == [0]
+    assert sizes == [2, 1]
+
+
 def test_grad_cam_shares_follow_their_own_masks_across_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     pred = colour_predictor()
     img = photo(0, 0, seed=1)[0]

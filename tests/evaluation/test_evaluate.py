@@ -92,6 +92,9 @@ def test_evaluate_cli_writes_reports_and_cross_table(toy_dataset, debiased_run, 
     assert res.exit_code == 0, res.output
     cross = json.loads((tmp_path / "reports/eval_cross_test.json").read_text())
     assert cross["models"] == ["images_debiased"] and set(cross["accuracy"]["images_debiased"]) == {"images", "cutouts"}
+    on_cutouts = json.loads((tmp_path / "reports/eval_images_debiased_on_cutouts_test.json").read_text())
+    assert on_cutouts["accuracy"] == cross["accuracy"]["images_debiased"]["cutouts"] and on_cutouts["n"] == 18
+    assert (tmp_path / "reports/eval_images_debiased_on_cutouts_test.png").is_file()
     res = CliRunner().invoke(app, ["evaluate", "--input-type", "nosuch", *args])
     assert res.exit_code == 1 and "not found" in res.output
 

@@ -23,9 +23,9 @@ def bias_cmd(
     tracker: str = typer.Option("wandb", "--tracker", help="wandb | none."),
     runs_dir: Path = RunsDir,
     device: str = Device,
-    onnx: str = typer.Option("auto", "--onnx", help="auto | on | off: classifier logits through ONNX Runtime "
-                             "(fp32 models on CPUs without bf16, ~4x torch there; auto: from 1,000 forward "
-                             "passes per model)."),
+    onnx: str = typer.Option("auto", "--onnx", help="auto | on | off: the classifiers and the segmenter through "
+                             "ONNX Runtime (fp32 models on CPUs without bf16, 1.4-4.7x torch there; auto: from 100 "
+                             "forward passes per model)."),
 ) -> None:
     """Backgrounds-Challenge variants, BG-Gap, worst-group accuracy and Grad-CAM for every model."""
     dev = use_device(device)

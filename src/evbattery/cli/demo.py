@@ -50,7 +50,7 @@ def demo_cmd(api_port: int = typer.Option(8000, help="API port (127.0.0.1)."),
         if step.done():
             info(f"[green]✓[/] {i}/{len(steps)} {step.title} (already built, skipped)")
             continue
-            info(f"[bold cyan]▶[/] {i}/{len(steps)} {step.title} (≈{step.estimate_s / 60:.1f} min)")
+        info(f"[bold cyan]▶[/] {i}/{len(steps)} {step.title} (≈{step.estimate_s / 60:.1f} min)")
         t = time.monotonic()
         try:
             step.run()

@@ -16,17 +16,19 @@ def evaluate_cmd(
     input_type: str = typer.Option(os.environ.get("INPUT_TYPE", "images"), "--input-type", "-t", "--model",
                                    help="Model name: images | cutouts | images_debiased | ... | segmenter (default $INPUT_TYPE)."),
     split: str = typer.Option("test", help="Split to evaluate."), data: Path = DataDir, model_dir: Path = ModelDir,
-    cross: bool = typer.Option(False, help="Every model in --model-dir on both the images and the cutouts."),
+    cross: bool = typer.Option(False, help="Every model in --model-dir on both the images and the cutouts "
+                              "(eval_cross_<split>.json, and each model x input report)."),
     tracker: str = typer.Option("wandb", help="wandb | none."),
     device: str = Device,
 ) -> None:
     """Accuracy, balanced accuracy, macro-F1, per-class report, confusion matrix and ECE on a split; or, with
     --data pointing at a folder of <class>/ photos without masks (real photos), every model on them."""
     dev = use_device(device)
-    from evbattery.core.io import write_json_report
+    from evbattery.core.io import reports_dir, write_json_report
     from evbattery.data.layout import DatasetError, DatasetLayout
     from evbattery.evaluation.evaluate import cross_evaluate, evaluate_model, write_eval_report
     from evbattery.evaluation.photo_folder import is_photo_folder
+    from evbattery.inference.cpu_onnx import attach_onnx_runtime
     from evbattery.inference.predictor import Predictor
     from evbattery.models.checkpoint import CheckpointError
     from evbattery.models.registry import discover_models, model_path
@@ -41,7 +43,7 @@ def evaluate_cmd(
             models = discover_models(model_dir)
             if not models:
                 fail(f"no best_model_*.pth in {model_dir}; train a model first")
-            res = cross_evaluate(models, layout, split, device=dev)
+            res = cross_evaluate(models, layout, split, device=dev, report_folder=reports_dir())
             path = write_json_report(f"eval_cross_{split}", res)
             table(f"accuracy on {split} (models x inputs) -> {path}", ["model", *res["inputs"]],
                   [[m, *[res["accuracy"][m][k] for k in res["inputs"]]] for m in res["models"]])
@@ -52,6 +54,7 @@ def evaluate_cmd(
             _evaluate_segmenter(model_dir, layout, split, tracker, dev)
             return
         predictor = Predictor.from_checkpoint(model_path(model_dir, input_type), device=dev)
+        attach_onnx_runtime(predictor, len(layout.require_split(split)))
         r = evaluate_model(predictor, layout, split)
     except (DatasetError, CheckpointError, ValueError, FileNotFoundError) as e:
         fail(str(e))
@@ -102,13 +105,16 @@ def _evaluate_segmenter(model_dir: Path, layout, split: str, tracker: str, devic
     """`evaluate --model segmenter`: IoU against the true masks at each photo's resolution."""
     from evbattery.core.io import write_json_report
     from evbattery.evaluation.segmentation import evaluate_segmenter
+    from evbattery.inference.cpu_onnx import attach_onnx_runtime
     from evbattery.inference.segmenter import Segmenter
     from evbattery.models.registry import segmenter_path
 
     path = segmenter_path(model_dir)
     if not path.is_file():
         raise FileNotFoundError(f"no segmenter at {path}; train one with `evbattery train --input-type masks`")
-    r = evaluate_segmenter(Segmenter.from_checkpoint(path, device=device), layout, split)
+    seg = Segmenter.from_checkpoint(path, device=device)
+    attach_onnx_runtime(seg, len(layout.require_split(split)))
+    r = evaluate_segmenter(seg, layout, split)
     out = write_json_report(f"eval_segmenter_{split}", r)
     pi = r["per_image"]
     table(f"segmenter ({r['arch']}, {r['image_size']} px) on {split} ({r['n']} photos) -> {out}", ["metric", "value"],

@@ -9,6 +9,7 @@ model/segmenter.pth exists, with the segmenter's predicted mask.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,7 @@ class Evaluation:
     preds: dict[str, np.ndarray] = field(default_factory=dict)
     shares: list[float] = field(default_factory=list)  # Grad-CAM energy inside the mask, on Original
     example_inputs: list[tuple[int, str, np.ndarray]] = field(default_factory=list)  # (example, variant, input)
+    seen: dict[bytes, int] = field(default_factory=dict)  # predictions by input content (predict_indices)
 
 
 def plan_evaluations(model_dir: Path, with_segmenter: bool,
@@ -182,15 +184,26 @@ def segmenter_or_note(model_dir: Path, device: str | torch.device | None = None)
 
 
 def predict_indices(predictor: Predictor, images: list[np.ndarray], classes: tuple[str, ...],
-                    batch_size: int | None = None) -> np.ndarray:
-    """Predicted class of every image as an index into `classes` (mapped by name from the model's order)."""
+                    batch_size: int | None = None, seen: dict[bytes, int] | None = None) -> np.ndarray:
+    """Predicted class of every image as an index into `classes` (mapped by name from the model's order).
+
+    seen: answers by image content, kept across calls: an image met before is not run again (a cutout on its
+    true mask is the same picture in every variant that keeps the cell, 4 of the 7)."""
     to_ds = np.array([classes.index(c) if c in classes else -1 for c in predictor.classes])
     batch_size = batch_size or (256 if predictor.device.type == "cuda" else 64)
-    out = []
-    for i in range(0, len(images), batch_size):
-        batch = torch.stack([predictor.prepare(im) for im in images[i:i + batch_size]])
-        out.append(to_ds[predictor.logits(batch).argmax(axis=1)])
-    return np.concatenate(out) if out else np.zeros(0, dtype=int)
+    seen = {} if seen is None else seen
+    keys = [_content_key(im) for im in images]
+    todo = list({k: im for k, im in zip(keys, images, strict=True) if k not in seen}.items())
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i:i + batch_size]
+        batch = torch.stack([predictor.prepare(im) for _, im in chunk])
+        for (k, _), y in zip(chunk, to_ds[predictor.logits(batch).argmax(axis=1)], strict=True):
+            seen[k] = int(y)
+    return np.array([seen[k] for k in keys], dtype=int)
+
+
+def _content_key(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(image.tobytes(), digest_size=16, person=str(image.shape).encode()[:16]).digest()
 
 
 def cam_shares(predictor: Predictor, inputs: list[np.ndarray], masks: list[np.ndarray],
@@ -225,7 +238,7 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
     """Score every discovered model on every variant of a split; returns summary + examples.
 
     device: where the models, the segmenter and Grad-CAM run (None: EVBATTERY_DEVICE, default auto).
-    onnx: auto | on | off: the classifiers' logits through ONNX Runtime (inference.export.attach_onnx_runtime:
+    onnx: auto | on | off: the classifiers and the segmenter through ONNX Runtime (inference.cpu_onnx:
     fp32 models on CPUs without bf16, parity-checked, Grad-CAM stays on torch); auto when the suite makes at least
     ORT_MIN_FORWARDS forward passes per model, which repays the export."""
     from evbattery.core.devices import resolve_device
@@ -240,11 +253,12 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
     if not evals:
         raise FileNotFoundError(f"no best_model_<name>.pth checkpoints in {model_dir}")
     data = load_split(layout, split, limit, seed, progress)
-    from evbattery.inference.export import ORT_MIN_FORWARDS, attach_onnx_runtime
+    from evbattery.inference.cpu_onnx import attach_onnx_runtime
 
-    if onnx == "on" or (onnx == "auto" and len(data.images) * len(VARIANT_NAMES) >= ORT_MIN_FORWARDS):
-        for pred in {id(e.predictor): e.predictor for e in evals}.values():
-            why = attach_onnx_runtime(pred)
+    if onnx != "off":
+        runners = [*{id(e.predictor): e.predictor for e in evals}.values(), *([seg] if seg is not None else [])]
+        for runner in runners:
+            why = attach_onnx_runtime(runner, None if onnx == "on" else len(data.images) * len(VARIANT_NAMES))
             if why and onnx == "on":
                 notes.append(why)
     partners = choose_partners(data.labels, len(data.classes), seed, data.bg_owners)
@@ -270,7 +284,7 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
         for ex, i in zip(examples, example_idx, strict=True):
             ex["variants"][variant] = photos[i]
         for ev in evals:
-            ev.preds[variant] = predict_indices(ev.predictor, inputs[ev.source], data.classes)
+            ev.preds[variant] = predict_indices(ev.predictor, inputs[ev.source], data.classes, seen=ev.seen)
             ev.example_inputs += [(k, variant, inputs[ev.source][i]) for k, i in enumerate(example_idx)]
         if variant == "original":
             cam_idx = np.sort(rng.choice(n, size=min(cam_limit, n), replace=False))
@@ -317,6 +331,7 @@ def run_bias_suite(data_dir: Path, model_dir: Path, split: str = "test", seed: i
         "classes": list(data.classes), "variants": list(VARIANT_NAMES), "evaluations": models,
         "agreement_original": pairwise_agreement(data.labels, {e.label: e.preds["original"] for e in evals}),
         "segmenter_iou_original": _nanmean(seg_iou) if seg_iou else None,
+        "segmenter_backend": seg.backend if seg is not None else None,
         "families": sorted({f for f in data.families if f}), "mixed_partner_rule": partner_rule, "notes": notes,
     }
     return BiasResult(summary, examples)

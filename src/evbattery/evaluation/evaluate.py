@@ -13,6 +13,7 @@ from evbattery.core.config import MASK_THRESHOLD
 from evbattery.core.imageio import load_mask, load_rgb
 from evbattery.core.metrics import accuracy_by_cell_size, classification_metrics, write_confusion_png
 from evbattery.data.layout import DatasetError, DatasetLayout
+from evbattery.inference.cpu_onnx import attach_onnx_runtime
 from evbattery.inference.predictor import Predictor
 
 INPUT_KINDS = ("images", "cutouts")
@@ -22,7 +23,7 @@ CHUNK = 64  # images decoded at a time (bounded memory on big splits)
 def evaluate_model(predictor: Predictor, layout: DatasetLayout, split: str = "test",
                    input_kind: str | None = None) -> dict[str, Any]:
     """Metrics of one model on a split's images or cutouts (default: the model's own input type), on the
-    Predictor's device (`Predictor.from_checkpoint(path, device=...)`)."""
+    Predictor's device (`Predictor.from_checkpoint(path, device=...)`) and backend (torch or ONNX Runtime)."""
     kind = input_kind or predictor.input_type
     if kind not in INPUT_KINDS:
         raise ValueError(f"input kind {kind!r}; expected one of {', '.join(INPUT_KINDS)}")
@@ -46,7 +47,7 @@ def evaluate_model(predictor: Predictor, layout: DatasetLayout, split: str = "te
     wrong = [{"file": f, "true": predictor.classes[t], "predicted": predictor.classes[p]}
              for f, t, p in zip(files, y_true, y_pred, strict=True) if t != p]
     return {"model": predictor.name, "model_input_type": predictor.input_type, "input": kind, "split": split,
-            "checkpoint": predictor.source, "dataset_fingerprint": layout.fingerprint(), **m,
+            "checkpoint": predictor.source, "backend": predictor.backend, "dataset_fingerprint": layout.fingerprint(), **m,
             "misclassified": wrong[:50]}
 
 
@@ -65,16 +66,21 @@ def write_eval_report(result: dict[str, Any], folder: Path | None = None) -> tup
 
 
 def cross_evaluate(model_paths: dict[str, Path], layout: DatasetLayout, split: str = "test",
-                   device: str | torch.device | None = None) -> dict[str, Any]:
+                   device: str | torch.device | None = None, report_folder: Path | None = None) -> dict[str, Any]:
     """Every model on every input kind: {"split", "models", "inputs", "accuracy": {model: {input: acc}}, "results"}.
 
-    device: where the Predictors run (None: EVBATTERY_DEVICE, default auto)."""
+    device: where the Predictors run (None: EVBATTERY_DEVICE, default auto). report_folder: also write each
+    (model, input) report there, as `evaluate --model <name>` does (write_eval_report)."""
     results: list[dict[str, Any]] = []
     acc: dict[str, dict[str, float]] = {}
+    n_photos = len(layout.require_split(split))
     for name, path in model_paths.items():
         predictor = Predictor.from_checkpoint(path, device=device)
+        attach_onnx_runtime(predictor, len(INPUT_KINDS) * n_photos)
         for kind in INPUT_KINDS:
             r = evaluate_model(predictor, layout, split, kind)
+            if report_folder is not None:
+                write_eval_report(r, report_folder)
             results.append({k: v for k, v in r.items() if k != "misclassified"})
             acc.setdefault(name, {})[kind] = r["accuracy"]
     return {"split": split, "models": list(model_paths), "inputs": list(INPUT_KINDS), "accuracy": acc,

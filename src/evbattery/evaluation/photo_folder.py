@@ -18,6 +18,7 @@ from evbattery.core.imageio import ImageDecodeError, load_rgb, readable_suffixes
 from evbattery.core.metrics import wilson_interval
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetError
+from evbattery.inference.cpu_onnx import attach_onnx_runtime
 from evbattery.inference.predictor import Predictor
 from evbattery.inference.segmenter import load_segmenter
 from evbattery.models.registry import discover_models, segmenter_path
@@ -82,6 +83,8 @@ def evaluate_photo_folder(folder: Path, model_dir: Path, progress: bool = True, 
         raise DatasetError(f"no best_model_*.pth in {model_dir}; train a model first")
     predictors = {name: Predictor.from_checkpoint(path, device=device) for name, path in models.items()}
     segmenter = load_segmenter(segmenter_path(model_dir), device)
+    for runner in [*predictors.values(), *([segmenter] if segmenter is not None else [])]:
+        attach_onnx_runtime(runner, len(photos))
     notes = []
     if segmenter is None and any(p.input_type == "cutouts" for p in predictors.values()):
         notes.append(f"no segmenter at {segmenter_path(model_dir)}: cutout models skipped (they need a mask)")

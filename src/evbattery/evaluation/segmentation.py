@@ -44,7 +44,8 @@ def evaluate_segmenter(seg: Segmenter, layout: DatasetLayout, split: str = "test
     per = np.array([r[0] for r in rows])
     q = {f"p{int(k * 100):02d}": float(np.quantile(per, k)) for k in (0.1, 0.25, 0.5)}
     return {"model": "segmenter", "arch": seg.meta.get("arch"), "image_size": seg.image_size, "split": split,
-            "checkpoint": seg.source, "dataset_fingerprint": layout.fingerprint(), "n": len(rows),
+            "checkpoint": seg.source, "backend": seg.backend, "dataset_fingerprint": layout.fingerprint(),
+            "n": len(rows),
             "iou": inter / union if union else 1.0, "pixel_accuracy": correct / pixels,
             "per_image": {"mean": float(per.mean()), **q, "min": float(per.min()),
                           "share_below_0.5": float((per < 0.5).mean())},

@@ -37,6 +37,14 @@ def onnx_session(path: Path | str, threads: int = 2) -> tuple[Any, dict[str, Any
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model {path} not found")
+    sess = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+    return sess, _meta_of(sess, path)
+
+
+def session_options(threads: int = 2) -> Any:
+    """ONNX Runtime session options: `threads` intra-op threads that do not spin, every graph optimisation."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -44,8 +52,7 @@ def onnx_session(path: Path | str, threads: int = 2) -> tuple[Any, dict[str, Any
     opts.log_severity_level = 3
     # Idle ORT threads would spin for work; in the API they share 2 cores with decoding threads.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    return sess, _meta_of(sess, path)
+    return opts
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:

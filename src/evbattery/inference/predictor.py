@@ -61,7 +61,6 @@ class Predictor:
         self.fast = fast
         self.bf16 = (bf16_supported(self.device) if bf16 is None else bf16) and fast
         self.backend = "torch"
-        self.precision = (meta.get("quantization") or {}).get("precision") or ("bf16" if self.bf16 else "fp32")
         # None for an ONNX-backed Predictor: logits() runs the session; Grad-CAM and export need torch.
         self.model = model.eval().to(self.device) if model is not None else None
         if self.fast and self.model is not None:
@@ -86,6 +85,11 @@ class Predictor:
         pred = cls(None, meta or file_meta, fast=False, bf16=False, source=str(path), device="cpu")
         pred.backend, pred._session = "onnx", session
         return pred
+
+    @property
+    def precision(self) -> str:
+        """int8 / int7 for a quantized model, else bf16 or fp32 (what the logits are computed in)."""
+        return (self.meta.get("quantization") or {}).get("precision") or ("bf16" if self.bf16 else "fp32")
 
     @property
     def version(self) -> str:

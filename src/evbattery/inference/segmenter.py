@@ -41,6 +41,8 @@ class Segmenter:
         self.source = source
         self.image_size = int(meta.get("image_size", 224))
         self.mean, self.std = normalisation(meta)
+        self.backend = "torch"
+        self._session: Any = None  # ONNX Runtime session once inference.cpu_onnx.attach_onnx_runtime attached one
         self._lock = threading.Lock()
 
     @classmethod
@@ -58,9 +60,15 @@ class Segmenter:
         for i in range(0, len(images), batch_size):
             chunk = images[i:i + batch_size]
             batch = torch.stack([resize_uint8(im, self.image_size) for im in chunk]).to(self.device)
-            x = channels_last(normalize(batch, self.mean, self.std))
-            with self._lock, autocast(self.device, enabled=self.bf16):
-                cell = (self.model(x)["out"].argmax(1).to(torch.uint8) * 255).cpu()  # (N,S,S)
+            x = normalize(batch, self.mean, self.std)
+            if self._session is not None:
+                logits = torch.from_numpy(self._session.run(None, {"input": x.numpy()})[0])
+            else:
+                with self._lock, autocast(self.device, enabled=self.bf16):
+                    logits = self.model(channels_last(x))["out"]
+            # cell where its logit beats the background's (argmax over 2 classes, ties to background); argmax(1)
+            # itself took 60 ms per batch of 16 at 160 px, a sixth of the network's time in ONNX Runtime
+            cell = ((logits[:, 1] > logits[:, 0]).to(torch.uint8) * 255).cpu()  # (N,S,S)
             for im, m in zip(chunk, cell, strict=True):
                 out.append(unletterbox_mask(m, *im.shape[:2]).numpy().astype(np.uint8))
         return out
