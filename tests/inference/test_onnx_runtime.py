@@ -40,7 +40,9 @@ def test_bf16_predictors_attach_only_when_asked_and_quantized_ones_never() -> No
     bf16 = Predictor(base.model, base.meta, fast=True, bf16=True)
     assert "this CPU has native bf16" in attach_onnx_runtime(bf16, n_forwards=10_000)
     assert bf16.backend == "torch" and bf16.bf16
-    assert attach_onnx_runtime(bf16) is None and bf16.backend == "onnx" and not bf16.bf16  # --onnx on
+    assert attach_onnx_runtime(bf16) is None and bf16.backend == "onnx" and bf16.precision == "fp32"  # --onnx on
+    failed = Predictor(base.model, base.meta, fast=True, bf16=True)
+    assert attach_onnx_runtime(failed, atol=-1.0).endswith("kept torch") and failed.bf16  # unchanged on failure
     int8 = Predictor(base.model, {**base.meta, "quantization": {"precision": "int8"}}, fast=False)
     assert "only for fp32 models" in attach_onnx_runtime(int8) and int8.backend == "torch"
 

@@ -120,12 +120,11 @@ def attach_onnx_runtime(runner: Any, n_forwards: int | None = None, threads: int
            else onnx_runtime_fits(runner.device, runner.bf16, n_forwards))
     if why:
         return f"{runner.source}: {why}"
-    runner.bf16 = False
     gen = torch.Generator().manual_seed(0)
     probe = torch.randint(0, 256, (4, 3, runner.image_size, runner.image_size), dtype=torch.uint8, generator=gen)
     try:
         runner._session = onnx_runtime_session(runner.model, normalize(probe, runner.mean, runner.std), threads, atol)
     except Exception as e:
         return f"{runner.source}: {type(e).__name__}: {e}; kept torch"
-    runner.backend = "onnx"
+    runner.backend, runner.bf16 = "onnx", False  # its logits are fp32 now (a Predictor's precision says so)
     return None
