@@ -20,6 +20,7 @@ import torch
 from known_models import FAMILIES, colour_meta, colour_reader_state_dict, write_colour_dataset, write_colour_readers
 
 from evbattery.core.config import CLASSES, DeviceError
+from evbattery.core.devices import cpu_supports_bf16
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetLayout
 from evbattery.data.variants import VARIANT_NAMES
@@ -32,7 +33,8 @@ from evbattery.models.registry import model_path, segmenter_path
 DEBIAS = {"method": "bg-swap", "swap_prob": 0.5, "synth_share": 0.0}
 HOME_RULE = "home families from the dataset card (a background belongs to the class whose home family it is)"
 SUMMARY_KEYS = {"split", "data_dir", "model_dir", "seed", "n_images", "classes", "variants", "evaluations",
-                "agreement_original", "segmenter_iou_original", "families", "mixed_partner_rule", "notes"}
+                "agreement_original", "segmenter_iou_original", "segmenter_backend", "families", "mixed_partner_rule",
+                "notes"}
 ENTRY_KEYS = {"model", "input_type", "source", "source_description", "checkpoint", "backend", "debias", "n", "accuracy",
               "bg_gap", "bg_only_accuracy", "gradcam_inside", "groups", "worst_group", "worst_group_noise",
               "mean_group_accuracy"}
@@ -211,6 +213,7 @@ def test_summary_with_a_segmenter_and_home_families(full, balanced: Path, models
     assert s["notes"] == [] and s["mixed_partner_rule"] == HOME_RULE
     assert list(s["evaluations"]) == ["images", "cutouts[true]", "cutouts[pred]"]
     assert isinstance(s["segmenter_iou_original"], float) and 0.0 <= s["segmenter_iou_original"] <= 1.0
+    assert s["segmenter_backend"] == "onnx"  # fp32 on the CPU, 18 photos x 7 variants: from 100 passes it pays
 
 
 @pytest.mark.parametrize(("label", "name", "input_type", "source", "description"), [
@@ -225,7 +228,8 @@ def test_evaluation_entries(full, models_with_segmenter: Path, label: str, name:
     assert (e["model"], e["input_type"], e["source"], e["source_description"]) == (name, input_type, source,
                                                                                    description)
     assert e["checkpoint"] == str(model_path(models_with_segmenter, name)) and e["n"] == 18
-    assert e["backend"] == "torch"  # 18 photos x 7 variants: too few forward passes to repay an ONNX export
+    # 18 photos x 7 variants = 126 forward passes repay an export; where the CPU has bf16, torch's bf16 path stays
+    assert e["backend"] == ("torch" if cpu_supports_bf16() else "onnx")
     assert e["debias"] == (DEBIAS if name == "images" else None)
     assert e["bg_only_accuracy"] == {v: e["accuracy"][v] for v in ("no_fg", "only_bg_t")}
     assert set(e["gradcam_inside"]) == {"mean", "n", "median", "histogram"} and e["gradcam_inside"]["n"] == 2
