@@ -29,7 +29,7 @@ QUICK = {
     "image_size": {"images": 224, "cutouts": 224, "masks": 128},
     "train_layers": {"images": "head", "cutouts": "head", "masks": "all"},
     "epochs": {"images": 1, "cutouts": 1, "masks": 1},
-    "limit_train": {"images": None, "cutouts": None, "masks": 1200},  # the segmenter's epochs cost more
+    "limit_train": {"images": None, "cutouts": None, "masks": 1200},  # the segmenter: 1,200 of the 1,500
     "batch_size": 32,
     # for the time estimate, on the slower of the 2-core CPUs measured (fp32 only): forward passes (ONNX Runtime)
     # and photo decoding for a probe, fine-tuning for the segmenter
