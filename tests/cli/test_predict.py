@@ -57,7 +57,7 @@ def test_predict_errors_are_one_line(model_dir: Path, toy_dataset: Path, tmp_pat
     assert res.exit_code != 0 and "nope" in res.output
     for cmd in (["serve", "--backend", "gpu"], ["bench", "api", "--backend", "gpu"]):
         res = CliRunner().invoke(app, cmd)
-        assert res.exit_code != 0 and "--backend 'gpu': expected one of torch, onnx, onnx-int8" in res.output
+        assert res.exit_code != 0 and "--backend 'gpu': expected one of auto, torch, onnx, onnx-int8" in res.output
 
 
 def test_predict_skips_unreadable_files_and_says_so(model_dir: Path, toy_dataset: Path, tmp_path: Path) -> None:

@@ -146,3 +146,25 @@ def test_bias_suite_through_onnx_runtime_reports_what_torch_reports(tmp_path: Pa
     assert off["evaluations"]["images"]["bg_gap"] > 0.2  # the background reader: the check compares real numbers
     with pytest.raises(ValueError, match="onnx='fast': expected auto, on or off"):
         run_bias_suite(data, models, onnx="fast")
+
+
+def test_the_auto_backend_serves_through_onnx_runtime_on_cpus_without_bf16(tmp_path: Path) -> None:
+    """What the API and the predict CLI load by default: the checkpoints, with their logits through ONNX Runtime
+    where torch has no bf16 path (2-3x at batch 1), the same answers as torch, and torch for a few photos."""
+    from evbattery.core.devices import cpu_supports_bf16
+    from evbattery.inference.service import ModelService
+
+    models = write_colour_readers(tmp_path / "models")
+    auto = ModelService.load(models, device="cpu")
+    torch_only = ModelService.load(models, backend="torch", device="cpu")
+    few = ModelService.load(models, device="cpu", forwards=1)
+    expected = "torch" if cpu_supports_bf16() else "onnx"
+    assert {p.backend for p in auto.predictors.values()} == {expected}
+    assert {p.backend for p in torch_only.predictors.values()} == {p.backend for p in few.predictors.values()} == {
+        "torch"}
+    assert {m["backend"] for m in auto.describe()} == {expected}  # what /models reports
+    for k in range(3):
+        image = photo(k, (k + 1) % 3, seed=k)[0]
+        a, t = (svc.run(["images"], image)["predictions"]["images"] for svc in (auto, torch_only))
+        assert a.predicted_class == t.predicted_class == ["cylindrical", "pouch", "prismatic"][k]  # the background's
+        np.testing.assert_allclose(list(a.probabilities.values()), list(t.probabilities.values()), atol=1e-4)

@@ -13,8 +13,9 @@ from evbattery.core.config import Settings
 class ApiSettings(Settings):
     """EVBATTERY_* settings read by the API at start-up."""
 
-    # EVBATTERY_API_BACKEND: torch | onnx (<onnx_dir>/<name>.onnx) | onnx-int8 (<onnx_dir>/<name>.int8.onnx)
-    api_backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    # EVBATTERY_API_BACKEND: auto (the checkpoints; ONNX Runtime exported at start-up on a CPU without bf16) |
+    # torch | onnx (<onnx_dir>/<name>.onnx) | onnx-int8 (<onnx_dir>/<name>.int8.onnx)
+    api_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
     onnx_dir: str | None = None         # EVBATTERY_ONNX_DIR (default <model_dir>/onnx)
     # EVBATTERY_MAX_BATCH: concurrent requests are run as one batch of up to this many (1 = no batching)
     max_batch: int = Field(default=16, ge=1)

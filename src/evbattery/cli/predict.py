@@ -84,7 +84,7 @@ def predict_cmd(
     files = image_files(paths)
     if mask is not None and len(files) != 1:
         fail(f"--mask applies to one image, got {len(files)}")
-    svc = ModelService.load(model_dir, device=dev)
+    svc = ModelService.load(model_dir, device=dev, forwards=len(files))
     if svc.errors.get("models"):
         fail(f"{model_dir}: {svc.errors['models']}")
     names = model_names(svc, choice)

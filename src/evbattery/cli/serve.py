@@ -17,9 +17,10 @@ def serve_cmd(host: str = typer.Option("127.0.0.1", help="Bind address."),
               workers: int = typer.Option(1, min=1, help="Worker processes (each loads the models)."),
               model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder (sets "
                                              "EVBATTERY_MODEL_DIR)."),
-              backend: str = typer.Option(None, "--backend", help="torch | onnx | onnx-int8 (sets "
-                                          "EVBATTERY_API_BACKEND; the onnx ones need `evbattery export onnx "
-                                          "[--int8]` first)."),
+              backend: str = typer.Option(None, "--backend", help="auto | torch | onnx | onnx-int8 (sets "
+                                          "EVBATTERY_API_BACKEND; default auto: the checkpoints, run by ONNX "
+                                          "Runtime on a CPU without bf16; the onnx ones need `evbattery export "
+                                          "onnx [--int8]` first)."),
               device: str = Device) -> None:
     """Run the HTTP API with uvicorn (docs at /docs)."""
     import uvicorn

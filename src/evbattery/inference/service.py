@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from evbattery.inference.batching import BatchRunner
+from evbattery.inference.cpu_onnx import ORT_MIN_FORWARDS, attach_onnx_runtime
 from evbattery.inference.cutouts import MaskPredictor, cutout_for
 from evbattery.inference.predictor import Predictor
 from evbattery.inference.quantize import int8_path
@@ -28,7 +29,9 @@ log = logging.getLogger(__name__)
 
 # Short names the API and CLI accept for the known models.
 ALIASES = {"image": "images", "cutout": "cutouts", "debiased": "images_debiased"}
-BACKENDS = ("torch", "onnx", "onnx-int8")
+# auto: the checkpoint in torch, its logits through an in-memory ONNX Runtime export where that is the faster
+# path (a CPU without native bf16: 2-3x at batch 1 for the Lite backbones, inference/cpu_onnx.py), else torch.
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
 
 class UnknownModelError(KeyError):
@@ -38,13 +41,15 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
-def load_predictors(model_dir: Path, backend: str = "torch", onnx_dir: Path | None = None,
+def load_predictors(model_dir: Path, backend: str = "auto", onnx_dir: Path | None = None,
                     names: Sequence[str] | None = None, onnx_threads: int = 2,
-                    device: str | torch.device | None = None) -> dict[str, Predictor]:
+                    device: str | torch.device | None = None, forwards: int = ORT_MIN_FORWARDS) -> dict[str, Predictor]:
     """{name: Predictor} for the classifiers in model_dir; torch models on `device` (None: EVBATTERY_DEVICE,
     default auto = the GPU when there is one). ONNX Runtime models run on the CPU.
 
-    Backend "onnx" loads <onnx_dir>/<name>.onnx, "onnx-int8" <onnx_dir>/<name>.int8.onnx (both written by
+    Backend "auto" loads the checkpoint and attaches ONNX Runtime where onnx_runtime_fits says it pays for
+    `forwards` forward passes per model (a server makes many; the predict CLI passes its photo count); the
+    Predictor's backend says which ran. Backend "onnx" loads <onnx_dir>/<name>.onnx, "onnx-int8" <onnx_dir>/<name>.int8.onnx (both written by
     `evbattery export onnx [--int8]`; onnx_dir defaults to <model_dir>/onnx).
     """
     if backend not in BACKENDS:
@@ -64,6 +69,8 @@ def load_predictors(model_dir: Path, backend: str = "torch", onnx_dir: Path | No
             out[name] = Predictor.from_onnx(onnx_path, threads=onnx_threads)
         else:
             out[name] = Predictor.from_checkpoint(path, device=device)
+            if backend == "auto" and (why := attach_onnx_runtime(out[name], forwards, threads=onnx_threads)):
+                log.info("%s stays on torch: %s", name, why)
     return out
 
 
@@ -85,9 +92,9 @@ class ModelService:
     _explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def load(cls, model_dir: Path, backend: str = "torch", onnx_dir: Path | None = None,
+    def load(cls, model_dir: Path, backend: str = "auto", onnx_dir: Path | None = None,
              batcher: BatchRunner | None = None, onnx_threads: int = 2,
-             device: str | torch.device | None = None) -> ModelService:
+             device: str | torch.device | None = None, forwards: int = ORT_MIN_FORWARDS) -> ModelService:
         """Load every model of model_dir (failures are recorded in .errors, not raised) onto `device` (None:
         EVBATTERY_DEVICE, default auto; a bad or missing device raises DeviceError here, before any model)."""
         from evbattery.core.devices import resolve_device
@@ -98,7 +105,7 @@ class ModelService:
         for name in names:  # one model failing to load does not take the others down
             try:
                 svc.predictors |= load_predictors(model_dir, backend, onnx_dir, names=[name], onnx_threads=onnx_threads,
-                                                  device=device)
+                                                  device=device, forwards=forwards)
             except Exception as e:
                 svc.errors[name] = f"{type(e).__name__}: {e}"
         if not svc.predictors:
