@@ -13,7 +13,9 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from evbattery.cli.app import app
+from evbattery.core.config import CLASSES
 from evbattery.evaluation.photo_folder import balanced_accuracy, is_photo_folder, list_photos
+from evbattery.inference.agreement import unsure_below
 
 
 def test_balanced_accuracy_is_the_mean_recall_with_a_wilson_interval():
@@ -80,3 +82,24 @@ def test_evaluate_scores_every_model_on_real_style_photos(toy_dataset, model_dir
         # the per-photo answers add up to the confusion matrix
         right = sum(p[name]["predicted_class"] == p["class"] for p in report["photos"])
         assert right == sum(r["confusion"][i][i] for i in range(3))
+        # ... and to the confidence report: the unsure answers are those under the note's threshold
+        assert (r["right_answers"]["n"], r["wrong_answers"]["n"]) == (right, n - right)
+        unsure_wrong = sum(p[name]["predicted_class"] != p["class"] and p[name]["confidence"] < unsure_below(3)
+                           for p in report["photos"])
+        assert r["wrong_answers"]["unsure"] == unsure_wrong and 0 <= r["ece"] <= 1 and r["nll"] > 0
+
+
+def test_the_confidence_report_counts_unsure_answers_and_scores_calibration() -> None:
+    from evbattery.evaluation.photo_folder import confidence_report
+    from evbattery.inference.predictor import Prediction
+
+    def answer(probs: list[float]) -> Prediction:
+        k = int(np.argmax(probs))
+        return Prediction(CLASSES[k], probs[k], dict(zip(CLASSES, probs, strict=True)), "m")
+
+    preds = [answer([0.9, 0.05, 0.05]), answer([0.4, 0.35, 0.25]), answer([0.1, 0.8, 0.1])]
+    r = confidence_report(np.array([0, 1, 2]), preds)  # right and sure, wrong and unsure, wrong and sure
+    assert r["wrong_answers"] == {"n": 2, "unsure": 1} and r["right_answers"] == {"n": 1, "unsure": 0}
+    assert r["nll"] == pytest.approx(-(np.log(0.9) + np.log(0.35) + np.log(0.1)) / 3)
+    assert r["mean_confidence"] == pytest.approx(0.7)
+    assert r["ece"] == pytest.approx((0.1 + 0.4 + 0.8) / 3)  # each answer alone in its confidence bin

@@ -2,7 +2,8 @@
 
 The image models see the photos; the cutout models see cutouts made from the segmenter's predicted masks (the
 path an uploaded photo without a mask takes in the API). Balanced accuracy, because real sets are unbalanced,
-with a Wilson 95 % interval; per-class recall, the confusion matrix and every photo's prediction. Results go to
+with a Wilson 95 % interval; per-class recall, the confusion matrix, every photo's prediction, and how far each
+model's confidence holds (calibration error, log-likelihood, wrong answers flagged "unsure"). Results go to
 reports/eval_photos_<folder>.json and .png, which the UI's Models page shows.
 """
 
@@ -15,11 +16,12 @@ import numpy as np
 
 from evbattery.core.config import CLASSES
 from evbattery.core.imageio import ImageDecodeError, load_rgb, readable_suffixes
-from evbattery.core.metrics import wilson_interval
+from evbattery.core.metrics import expected_calibration_error, wilson_interval
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetError
+from evbattery.inference.agreement import is_unsure
 from evbattery.inference.cpu_onnx import attach_onnx_runtime
-from evbattery.inference.predictor import Predictor
+from evbattery.inference.predictor import Prediction, Predictor
 from evbattery.inference.segmenter import load_segmenter
 from evbattery.models.registry import discover_models, segmenter_path
 
@@ -72,6 +74,20 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int,
     return {"value": p, "ci": wilson_interval(p * n_eff, n_eff, level), "n_eff": n_eff, "per_class": per_class}
 
 
+def confidence_report(y_true: np.ndarray, preds: list[Prediction]) -> dict[str, Any]:
+    """How far a model's confidence can be trusted on these photos: "ece" (expected calibration error), "nll" (mean
+    negative log-likelihood of the true class), "mean_confidence", and how many wrong and right answers come with
+    the note's "unsure" (inference.agreement.is_unsure), as {"n", "unsure"}."""
+    probs = np.array([[p.probabilities.get(c, 0.0) for c in CLASSES] for p in preds], np.float64)
+    true_p = np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1.0)
+    wrong = np.array([p.predicted_class != CLASSES[k] for p, k in zip(preds, y_true, strict=True)])
+    unsure = np.array([is_unsure(p) for p in preds])
+    return {"ece": expected_calibration_error(probs, y_true), "nll": float(-np.log(true_p).mean()),
+            "mean_confidence": float(probs.max(1).mean()),
+            "wrong_answers": {"n": int(wrong.sum()), "unsure": int((wrong & unsure).sum())},
+            "right_answers": {"n": int((~wrong).sum()), "unsure": int((~wrong & unsure).sum())}}
+
+
 def evaluate_photo_folder(folder: Path, model_dir: Path, progress: bool = True, device: Any = None) -> dict[str, Any]:
     """Every model in model_dir on the photos of folder: {"folder", "n", "classes", "models": {name: result},
     "photos": [{file, class, <model>: {predicted_class, confidence}}], "skipped": [...], "notes": [...]}."""
@@ -121,6 +137,7 @@ def evaluate_photo_folder(folder: Path, model_dir: Path, progress: bool = True, 
             "accuracy": acc, "accuracy_ci": wilson_interval(int((y_true == y_pred).sum()), len(y_true)),
             "recall": {CLASSES[k]: v for k, v in ba["per_class"].items()},
             "confusion": confusion, "chance": 1 / len(CLASSES),
+            **confidence_report(y_true, preds),
         }
     counts = {c: int((y_true == k).sum()) for k, c in enumerate(CLASSES)}
     return {"folder": str(folder), "n": len(rows), "counts": counts, "classes": list(CLASSES),

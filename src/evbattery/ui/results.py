@@ -111,11 +111,15 @@ def read_photo_reports(reports: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 
 def photo_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One table row per model: balanced accuracy with its 95 % interval and the recall of each class."""
+    """One table row per model: balanced accuracy with its 95 % interval, the recall of each class and, in reports
+    that have them, the calibration error and the wrong answers flagged unsure."""
     rows = []
     for name, r in report["models"].items():
         lo, hi = r["balanced_accuracy_ci"]
         rows.append({"model": model_title(name), "backbone": r.get("arch", "resnet18"), "input": r["input"],
                      "balanced accuracy": f"{r['balanced_accuracy']:.1%}", "95 % CI": f"{lo:.0%}–{hi:.0%}",
-                     **{f"recall {c}": f"{v['recall']:.0%} (n={v['n']})" for c, v in r["recall"].items()}})
+                     **{f"recall {c}": f"{v['recall']:.0%} (n={v['n']})" for c, v in r["recall"].items()},
+                     **({"calibration error": f"{r['ece']:.2f}",
+                         "wrong answers flagged unsure": f"{r['wrong_answers']['unsure']} of {r['wrong_answers']['n']}"}
+                        if "ece" in r else {})})
     return rows
