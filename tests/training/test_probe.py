@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from known_models import write_colour_dataset
+from known_models import photo, write_colour_dataset
 
 from evbattery.training.config import TrainConfig
-from evbattery.training.probe import fit_head, fit_temperature
+from evbattery.training.probe import fit_head, fit_linear_probe, fit_temperature
 
 
 def _features(n: int = 300, d: int = 20, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -61,6 +61,7 @@ def test_temperature_recovers_the_one_the_labels_were_drawn_with(true_t: float) 
     ({"debias": "bg-swap"}, "does not combine"),
     ({"head": "mask_attention"}, "does not combine"),
     ({"probe_c": 0.0}, "probe_c must be > 0"),
+    ({"probe_shift_copies": -1}, "probe_shift_copies must be >= 0"),
 ])
 def test_a_probe_refuses_what_it_cannot_do(kw: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -94,3 +95,41 @@ def test_train_main_fits_only_the_head_of_the_imagenet_lite0(tmp_path: Path) -> 
     files = sorted(data.glob("val/images/*/*"))
     answers = pred.predict([load_rgb(f) for f in files])
     assert sum(a.predicted_class == f.parent.name for a, f in zip(answers, files, strict=True)) / len(files) >= 0.9
+
+
+def test_the_temperature_is_fitted_on_val_and_corrupted_copies_of_it() -> None:
+    """A model that reads the mean colour is sure on clean photos; desaturated and hue-shifted copies fool it, so
+    the temperature fitted with them is higher (a less confident model) than on the clean val photos alone, and
+    it is exactly the one fitted on clean + corrupted logits."""
+    from evbattery.data.corruptions import corrupted_copies
+
+    torch.manual_seed(0)
+    colour = torch.nn.Conv2d(3, 3, 1)  # the identity: features are the photo's mean colour
+    with torch.no_grad():
+        colour.weight.copy_(torch.eye(3)[:, :, None, None])
+        colour.bias.zero_()
+    model = torch.nn.Sequential(colour, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 3))
+    head = model[3]
+
+    def photos(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = [torch.from_numpy(photo(k % 3, (k + 1) % 3, seed=seed + k)[0]).permute(2, 0, 1) for k in range(n)]
+        return torch.stack(x), torch.arange(n) % 3
+
+    (xt, yt), (xv, yv) = photos(60, 0), photos(30, 1000)
+    norm = ([0.5] * 3, [0.5] * 3)
+    clean = fit_linear_probe(model, head, xt, yt, xv, yv, norm, c=1.0, shift_copies=0, seed=3)
+    assert clean["temperature"] == clean["temperature_clean_val"] and clean["acc"] == 1.0
+    shifted = fit_linear_probe(model, head, xt, yt, xv, yv, norm, c=1.0, shift_copies=4, seed=3)
+    assert shifted["temperature_clean_val"] == pytest.approx(clean["temperature"], rel=1e-4)
+    assert shifted["temperature"] > 2 * shifted["temperature_clean_val"], shifted
+    copies, source = corrupted_copies(xv, 4, seed=3)
+    with torch.no_grad():  # head holds w / T now: T x logits are the unscaled ones
+        z = torch.cat([model(normalize_photos(xv, norm)), model(normalize_photos(copies, norm))]) * shifted["temperature"]
+    y = np.concatenate([yv.numpy(), yv.numpy()[source.numpy()]])
+    assert fit_temperature(z.numpy(), y) == pytest.approx(shifted["temperature"], rel=1e-3)
+
+
+def normalize_photos(x: torch.Tensor, norm: tuple[list[float], list[float]]) -> torch.Tensor:
+    from evbattery.data.transforms import normalize
+
+    return normalize(x, *norm)

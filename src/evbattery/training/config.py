@@ -33,7 +33,8 @@ LR_BASE_BATCH = 32  # lr_scaling scales lr by (batch_size / LR_BASE_BATCH) or it
 RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size", "seed", "pretrained", "zoom_prob",
                      "debias", "swap_prob", "swap_synth_share", "bg_fade_epochs", "name", "limit_train", "epochs",
                      "scheduler", "segmenter_arch", "head", "mask_loss_weight", "arch", "optimizer", "weight_decay",
-                     "label_smoothing", "lr_scaling", "warmup_pct", "train_layers", "probe_c")
+                     "label_smoothing", "lr_scaling", "warmup_pct", "train_layers", "probe_c",
+                     "probe_shift_copies")
 TRAIN_LAYERS = ("all", "head")
 NONE_WORDS = ("none", "")  # what a flag says for "off" where the field is optional (debias, name)
 
@@ -75,6 +76,9 @@ class TrainConfig:
                                    "apply). head keeps the ImageNet features real photos need.")
     probe_c: float = opt(3e-4, "With --train-layers head: inverse L2 strength of the probe on standardised "
                                "features (smaller = simpler head).")
+    probe_shift_copies: int = opt(3, "With --train-layers head: corrupted copies of each val photo (blur, JPEG, "
+                                     "noise, contrast, colour, zoom, rotation) the confidence's temperature is "
+                                     "fitted on, with the clean ones; 0 = the clean val photos only.")
     tracker: str = opt("wandb", "wandb (offline unless a key and EVBATTERY_WANDB=online) | none.")
     fast: bool = opt(True, "channels_last, and bf16 autocast where the CPU has native bf16.")
     resume: bool = opt(False, "Continue from model/last_<name>.pth (same config).")
@@ -136,6 +140,8 @@ class TrainConfig:
                                  "PATH); a probe on random features learns nothing")
             if not self.probe_c > 0:
                 raise ValueError(f"probe_c must be > 0, got {self.probe_c}")
+            if self.probe_shift_copies < 0:
+                raise ValueError(f"probe_shift_copies must be >= 0, got {self.probe_shift_copies}")
         self.device = check_device_spec(self.device)  # the form only; availability is checked when training starts
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")

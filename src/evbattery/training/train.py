@@ -437,7 +437,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             if probe:
                 tr = fit_linear_probe(net, classifier_head(net, cfg.arch), train_ds.images, train_ds.labels,
                                       val_ds.images, val_ds.labels, norm, cfg.probe_c, device=device, bf16=bf16,
-                                      progress=cfg.progress and main_proc, seed=cfg.seed)
+                                      progress=cfg.progress and main_proc, seed=cfg.seed,
+                                      shift_copies=cfg.probe_shift_copies)
             else:
                 tr = train_one_epoch(model, criterion, optimizer, train_loader, epoch, cfg.fast, bf16,
                                      cfg.progress and main_proc, cfg.mask_loss_weight, augment, device=device,
