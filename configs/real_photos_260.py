@@ -7,9 +7,9 @@
 #   evbattery data synth --out data/real224m --n-train 3000 --n-val 300 --n-test 600 --size 256 --bias 0 --seed 1 \
 #       --packs prismatic=0.2          # prismatic modules: dev chose them for the cutout model, not the image model
 #   evbattery train --config configs/real_photos_260.py -t images --data data/real224
-#   evbattery train --config configs/real_photos_224.py -t cutouts --data data/real224m
 #   evbattery train -t masks --data data/real224m --segmenter-arch unet_efficientnet_lite0 --image-size 224 \
 #       --epochs 2 --limit-train 1500 --batch-size 16
+#   evbattery train --config configs/real_photos_224.py -t cutouts --data data/real224m   # needs the segmenter
 #   evbattery evaluate --data data/real_photos --split test      # every model; cutouts via the segmenter
 arch = "efficientnet_lite2"
 pretrained = "auto"

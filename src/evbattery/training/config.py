@@ -34,8 +34,9 @@ RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size",
                      "debias", "swap_prob", "swap_synth_share", "bg_fade_epochs", "name", "limit_train", "epochs",
                      "scheduler", "segmenter_arch", "head", "mask_loss_weight", "arch", "optimizer", "weight_decay",
                      "label_smoothing", "lr_scaling", "warmup_pct", "train_layers", "probe_c",
-                     "probe_shift_copies")
+                     "probe_shift_copies", "cutout_masks", "cutout_segmenter")
 TRAIN_LAYERS = ("all", "head")
+CUTOUT_MASKS = ("true", "segmenter", "both")  # what a cutout probe's training cutouts are cut with
 NONE_WORDS = ("none", "")  # what a flag says for "off" where the field is optional (debias, name)
 
 
@@ -79,6 +80,11 @@ class TrainConfig:
     probe_shift_copies: int = opt(3, "With --train-layers head: corrupted copies of each val photo (blur, JPEG, "
                                      "noise, contrast, colour, zoom, rotation) the confidence's temperature is "
                                      "fitted on, with the clean ones; 0 = the clean val photos only.")
+    cutout_masks: str = opt("true", "Cutout probes: the masks the training and val cutouts are cut with: true (the "
+                                    "dataset's) | segmenter (a segmenter's predictions, what a photo uploaded "
+                                    "without a mask gets) | both (each photo twice).")
+    cutout_segmenter: str | None = opt(None, "With --cutout-masks segmenter | both: the segmenter checkpoint "
+                                             "(default <model_dir>/segmenter.pth).")
     tracker: str = opt("wandb", "wandb (offline unless a key and EVBATTERY_WANDB=online) | none.")
     fast: bool = opt(True, "channels_last, and bf16 autocast where the CPU has native bf16.")
     resume: bool = opt(False, "Continue from model/last_<name>.pth (same config).")
@@ -117,7 +123,8 @@ class TrainConfig:
             self.limit_train = None
         choices = {"input_type": TRAIN_INPUTS, "tracker": TRACKERS, "scheduler": SCHEDULERS,
                    "segmenter_arch": SEGMENTER_ARCHS, "head": HEADS, "arch": CLASSIFIER_ARCHS,
-                   "optimizer": OPTIMIZERS, "lr_scaling": LR_SCALINGS, "train_layers": TRAIN_LAYERS}
+                   "optimizer": OPTIMIZERS, "lr_scaling": LR_SCALINGS, "train_layers": TRAIN_LAYERS,
+                   "cutout_masks": CUTOUT_MASKS}
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} {getattr(self, name)!r}; expected one of {', '.join(valid)}")
@@ -142,6 +149,9 @@ class TrainConfig:
                 raise ValueError(f"probe_c must be > 0, got {self.probe_c}")
             if self.probe_shift_copies < 0:
                 raise ValueError(f"probe_shift_copies must be >= 0, got {self.probe_shift_copies}")
+        if self.cutout_masks != "true" and (self.input_type != "cutouts" or self.train_layers != "head"):
+            raise ValueError(f"--cutout-masks {self.cutout_masks} applies to cutout probes (--input-type cutouts "
+                             f"--train-layers head)")
         self.device = check_device_spec(self.device)  # the form only; availability is checked when training starts
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")

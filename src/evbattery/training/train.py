@@ -26,9 +26,11 @@ from evbattery.data.loaders import CachedDataset, check_classes, fade_alpha
 from evbattery.data.transforms import normalize
 from evbattery.models.backbones import classifier_head
 from evbattery.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from evbattery.models.registry import segmenter_path
 from evbattery.training import distributed as dist
 from evbattery.training.config import TrainConfig, config_differences
 from evbattery.training.probe import fit_linear_probe
+from evbattery.training.segmenter_cutouts import load_cutout_segmenter, probe_inputs
 
 MEAN, STD = list(IMAGENET_MEAN), list(IMAGENET_STD)
 Norm = tuple[list[float], list[float]]  # (mean, std) of the network's input
@@ -382,6 +384,12 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     if probe and meta_base["pretrained"].startswith("none"):
         raise CheckpointError(f"--train-layers head: no pretrained weights for {cfg.arch} "
                               f"({meta_base['pretrained']}); a probe on random features learns nothing")
+    segmenter = None  # what cuts a cutout probe's training cutouts, when not the dataset's true masks
+    if probe:
+        if cfg.cutout_masks != "true":
+            segmenter = load_cutout_segmenter(Path(cfg.cutout_segmenter or segmenter_path(cfg.model_dir)), device)
+        probe_train, probe_val = (probe_inputs(ds, cfg.cutout_masks, segmenter, cfg.progress and main_proc)
+                                  for ds in (train_ds, val_ds))
     model, criterion = model.to(device), criterion.to(device)
     norm = input_norm(cfg)
     if cfg.fast:
@@ -419,6 +427,9 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             "config": config, "dataset_fingerprint": layout.fingerprint(), "dataset_root": str(layout.root),
             "debias": {"method": cfg.debias, "swap_prob": cfg.swap_prob, "synth_share": cfg.swap_synth_share}
             if cfg.debias else None}
+    if segmenter is not None:  # which segmenter cut the training cutouts
+        meta["cutout_masks"] = {"mode": cfg.cutout_masks, "segmenter": segmenter.source,
+                                "segmenter_created": segmenter.meta.get("created")}
     tracker = None
     if main_proc:
         tracker = Tracker(cfg.runs_dir, run_id, {**config, "pretrained_weights": meta["pretrained"],
@@ -435,8 +446,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             if cfg.bg_fade_epochs:
                 train_ds.set_bg_alpha(fade_alpha(epoch, cfg.bg_fade_epochs))
             if probe:
-                tr = fit_linear_probe(net, classifier_head(net, cfg.arch), train_ds.images, train_ds.labels,
-                                      val_ds.images, val_ds.labels, norm, cfg.probe_c, device=device, bf16=bf16,
+                tr = fit_linear_probe(net, classifier_head(net, cfg.arch), *probe_train, *probe_val, norm,
+                                      cfg.probe_c, device=device, bf16=bf16,
                                       progress=cfg.progress and main_proc, seed=cfg.seed,
                                       shift_copies=cfg.probe_shift_copies)
             else:
