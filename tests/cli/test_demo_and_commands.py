@@ -180,7 +180,7 @@ def test_ui_command_serves_the_streamlit_app(tmp_path: Path) -> None:
 
 
 def test_the_demo_probes_both_classifiers_and_fine_tunes_the_segmenter(tmp_path: Path) -> None:
-    from evbattery.experiments.demo import QUICK, train_config
+    from evbattery.experiments.demo import QUICK, demo_steps, train_config
 
     cfgs = {k: train_config(k, tmp_path / "data", tmp_path / "model") for k in ("images", "cutouts", "masks")}
     for k, arch in (("images", "efficientnet_lite2"), ("cutouts", "efficientnet_lite0")):
@@ -189,3 +189,8 @@ def test_the_demo_probes_both_classifiers_and_fine_tunes_the_segmenter(tmp_path:
     assert cfgs["masks"].train_layers == "all" and cfgs["masks"].segmenter_arch == "unet_efficientnet_lite0"
     assert cfgs["masks"].limit_train == QUICK["limit_train"]["masks"] < QUICK["n_train"]
     assert {c.data_dir for c in cfgs.values()} == {str(tmp_path / "data")}
+    # the cutout probe is cut with the segmenter's masks too, so the segmenter is trained before it
+    assert (cfgs["cutouts"].cutout_masks, cfgs["images"].cutout_masks) == ("both", "true")
+    titles = [s.title for s in demo_steps(tmp_path / "data", tmp_path / "model", tmp_path / "reports")]
+    assert titles.index("train the segmenter (masks for photos uploaded without one)") < next(
+        i for i, t in enumerate(titles) if t.startswith("train the cutout classifier"))
