@@ -99,7 +99,7 @@ def test_train_main_fits_the_probe_on_true_and_segmenter_cutouts(toy_dataset: Pa
     seg_run = main(tiny_config(toy_dataset, tmp_path / "seg", input_type="masks", limit_train=16))
     kw = {"input_type": "cutouts", "arch": "efficientnet_lite0", "pretrained": "auto", "train_layers": "head",
           "cutout_masks": "both", "image_size": 64, "probe_c": 0.05, "seed": 3}
-    with pytest.raises(CheckpointError, match="segmenter.pth not found"):  # <model_dir>/segmenter.pth by default
+    with pytest.raises(CheckpointError, match=r"segmenter\.pth not found"):  # <model_dir>/segmenter.pth by default
         main(tiny_config(toy_dataset, tmp_path / "none", **kw))
     result = main(tiny_config(toy_dataset, tmp_path / "probe", cutout_segmenter=seg_run["checkpoint"], **kw))
     saved = load_checkpoint(result["checkpoint"])
