@@ -138,7 +138,8 @@ def fit_linear_probe(model: nn.Module, head: nn.Linear, train_images: torch.Tens
     The temperature is fitted on the val photos together with shift_copies corrupted copies of each
     (data/corruptions.py), so that the confidence holds up on photos unlike the training ones; 0: on the clean
     val photos only. Returns the training pass's {"loss", "acc", "img_per_s"} (as train_one_epoch does),
-    "temperature" and "temperature_clean_val" (the one the clean val photos alone would give).
+    "temperature", "temperature_clean_val" (the one the clean val photos alone would give) and "val_logits" (the
+    fitted model's logits for val_images, from the features already computed: no second pass over val).
     """
     t0 = time.perf_counter()
     n_classes = head.out_features
@@ -160,4 +161,5 @@ def fit_linear_probe(model: nn.Module, head: nn.Linear, train_images: torch.Tens
     secs = time.perf_counter() - t0
     return {"loss": float(nn.functional.cross_entropy(logits, y)), "acc": float((logits.argmax(1) == y).float().mean()),
             "img_per_s": (len(train_images) + len(f_val)) / secs, "temperature": temperature,
-            "temperature_clean_val": temperature_clean}
+            "temperature_clean_val": temperature_clean,
+            "val_logits": (z_val[:len(y_val)] / temperature).astype(np.float32)}

@@ -177,6 +177,15 @@ def evaluate(model: nn.Module, criterion: nn.Module, loader: Iterable, fast: boo
         return out
 
 
+def logit_metrics(logits: torch.Tensor, y: torch.Tensor, criterion: nn.Module,
+                  device: torch.device | str | None = None) -> dict[str, Any]:
+    """What evaluate() reports for a classifier, from logits already computed: loss, acc, y_true, y_pred, probs."""
+    logits, y = logits.float().to(device or "cpu"), y.to(device or "cpu")
+    pred = logits.argmax(1)
+    return {"loss": float(criterion(logits, y)), "acc": float((pred == y).float().mean()),
+            "y_true": y.cpu().tolist(), "y_pred": pred.cpu().tolist(), "probs": logits.softmax(1).cpu().numpy()}
+
+
 def recalibrate_bn(model: nn.Module, train_ds: CachedDataset, limit: int, batch_size: int, fast: bool,
                    images: torch.Tensor | None = None, norm: Norm = IMAGENET_NORM) -> None:
     """Precise BN: recompute BatchNorm running statistics on un-augmented training images.
@@ -457,7 +466,11 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                 if not per_step:
                     scheduler.step()
                 recalibrate_bn(net, train_ds, cfg.precise_bn, cfg.batch_size, cfg.fast, images=cached, norm=norm)
-            va = evaluate(model, criterion, val_loader, cfg.fast, bf16, device=device, norm=norm)
+            if probe:  # the probe's own val logits: the val photos went through the network once already
+                va = logit_metrics(torch.from_numpy(tr.pop("val_logits")[:len(val_ds)]), val_ds.labels, criterion,
+                                   device)
+            else:
+                va = evaluate(model, criterion, val_loader, cfg.fast, bf16, device=device, norm=norm)
             if "y_true" in va:
                 from evbattery.core.metrics import classification_metrics
 
