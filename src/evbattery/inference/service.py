@@ -49,8 +49,9 @@ def load_predictors(model_dir: Path, backend: str = "auto", onnx_dir: Path | Non
 
     Backend "auto" loads the checkpoint and attaches ONNX Runtime where onnx_runtime_fits says it pays for
     `forwards` forward passes per model (a server makes many; the predict CLI passes its photo count); the
-    Predictor's backend says which ran. Backend "onnx" loads <onnx_dir>/<name>.onnx, "onnx-int8" <onnx_dir>/<name>.int8.onnx (both written by
-    `evbattery export onnx [--int8]`; onnx_dir defaults to <model_dir>/onnx).
+    Predictor's backend says which ran. Backend "onnx" loads <onnx_dir>/<name>.onnx, "onnx-int8"
+    <onnx_dir>/<name>.int8.onnx (both written by `evbattery export onnx [--int8]`; onnx_dir defaults to
+    <model_dir>/onnx).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")

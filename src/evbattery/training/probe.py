@@ -9,7 +9,8 @@ them: measured in docs/benchmarks.md ("Real photos").
 The head is an L2-regularised multinomial logistic regression (scikit-learn) on standardised pooled features, one
 pass over the un-augmented training photos, no epochs. The standardisation and a temperature fitted on the
 validation split and corrupted copies of it (so the confidence the API reports holds up beyond the synthetic
-photos) are folded into the model's own Linear layer, so the checkpoint is an ordinary classifier: Predictor, ONNX, Grad-CAM and the bias suite use it as is.
+photos) are folded into the model's own Linear layer, so the checkpoint is an ordinary classifier: Predictor,
+ONNX, Grad-CAM and the bias suite use it as is.
 """
 
 from __future__ import annotations
