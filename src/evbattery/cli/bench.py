@@ -80,8 +80,9 @@ def bench_infer_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Ch
 def bench_api_cmd(model_dir: Path = typer.Option(None, "--model-dir", help="Checkpoints folder."),
                   seconds: float = typer.Option(30.0, help="Load duration per server."),
                   concurrency: int = typer.Option(8, min=1, help="Requests in flight."),
-                  backend: str = typer.Option(None, help="Backend of the evbattery service: torch | onnx | "
-                                              "onnx-int8 (exported to a temporary folder for the run). Default: "
+                  backend: str = typer.Option(None, help="Backend of the evbattery service: auto | torch | "
+                                              "onnx | onnx-int8 (the onnx ones exported to a temporary folder for "
+                                              "the run). Default: "
                                               "torch on a GPU, onnx-int8 on a CPU."),
                   data: Path = typer.Option(None, "--data", help="Dataset to calibrate int8 on (default "
                                             "$EVBATTERY_DATA_DIR or data/processed)."),
