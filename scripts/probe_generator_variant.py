@@ -1,13 +1,14 @@
 """Does a change to the synthetic generator help on real photos? A quick, reproducible answer.
 
 Renders N synthetic photos (ρ = 0, classes balanced, families uniform) with the given pack shares (and,
-optionally, a share of close-ups), fits the product's linear probe (training/probe.py: frozen ImageNet features,
+optionally, shares of close-ups, of photos with a circuit board and of photos on a white backdrop), fits the product's linear probe (training/probe.py: frozen ImageNet features,
 logistic regression) at three C, and scores it on the real-photo *dev* split: balanced accuracy, per-class
 recall and the mean negative log-likelihood of the true class (less noisy than accuracy on 36 photos). Never
 point it at the test split. One JSON line per run on stdout and appended to <reports>/probe_variants.jsonl.
 
     python scripts/probe_generator_variant.py --shares cylindrical=0.03,prismatic=0.2
     python scripts/probe_generator_variant.py --shares cylindrical=0.03,prismatic=0 --close-up 0.35
+    python scripts/probe_generator_variant.py --arch efficientnet_lite2 --size 260 --n 3000 --boards 0.5
 """
 
 from __future__ import annotations
@@ -45,22 +46,25 @@ def _close_ups(close_up: float) -> None:
         scene.sample_area = sample_area
 
 
-def _render(job: tuple[dict[str, float], float, str, int, int]) -> tuple[np.ndarray, int]:
-    shares, close_up, split, i, seed = job
+def _render(job: tuple[dict[str, float], float, float, float, str, int, int]) -> tuple[np.ndarray, int]:
+    shares, close_up, boards, studio, split, i, seed = job
     torch.set_num_threads(1)
     _close_ups(close_up)
     family = FAMILIES[int(np.random.default_rng([seed, i, 7]).integers(len(FAMILIES)))]
-    return scene.render_scene(CLASSES[i % 3], family, 256, image_rng(seed, split, i), shares).image, i % 3
+    return scene.render_scene(CLASSES[i % 3], family, 256, image_rng(seed, split, i), shares,
+                              boards, studio).image, i % 3
 
 
-def _synth(shares: dict[str, float], close_up: float, split: str, n: int, seed: int) -> tuple[list, np.ndarray]:
+def _synth(shares: dict[str, float], close_up: float, boards: float, studio: float, split: str, n: int,
+           seed: int) -> tuple[list, np.ndarray]:
     with Pool() as pool:
-        out = pool.map(_render, [(shares, close_up, split, i, seed) for i in range(n)], chunksize=16)
+        out = pool.map(_render, [(shares, close_up, boards, studio, split, i, seed) for i in range(n)], chunksize=16)
     return [o[0] for o in out], np.array([o[1] for o in out])
 
 
 def run(shares: dict[str, float], close_up: float = 0.0, arch: str = "efficientnet_lite0", size: int = 224,
-        n: int = 1500, n_test: int = 300, dev: Path = Path("data/real_photos/dev"), seed: int = 1) -> dict:
+        n: int = 1500, n_test: int = 300, dev: Path = Path("data/real_photos/dev"), seed: int = 1,
+        boards: float = 0.0, studio: float = 0.0) -> dict:
     """Probe at C = 1e-4, 3e-4, 1e-3 on n synthetic photos; its accuracy on n_test synthetic photos and on dev.
     shares: pack shares of the classes named; the others keep packs.PACK_SHARES."""
     shares = validate_pack_shares(shares)
@@ -72,13 +76,13 @@ def run(shares: dict[str, float], close_up: float = 0.0, arch: str = "efficientn
         x = torch.stack([resize_uint8(im, size) for im in images])
         return pooled_features(model, head, x, norm, batch_size=32, progress=True)
 
-    train, y_train = _synth(shares, close_up, "train", n, seed)
-    test, y_test = _synth(shares, close_up, "test", n_test, seed + 100)
+    train, y_train = _synth(shares, close_up, boards, studio, "train", n, seed)
+    test, y_test = _synth(shares, close_up, boards, studio, "test", n_test, seed + 100)
     f_train, f_test = features(train), features(test)
     photos = list_photos(dev)
     f_dev = features([load_rgb(p) for p, _ in photos])
     y_dev = np.array([CLASSES.index(c) for _, c in photos])
-    result: dict = {"shares": shares, "close_up": close_up, "arch": arch, "size": size, "n": n}
+    result: dict = {"shares": shares, "close_up": close_up, "boards": boards, "studio": studio, "arch": arch, "size": size, "n": n}
     for c in (1e-4, 3e-4, 1e-3):
         w, b = fit_head(f_train, y_train, len(CLASSES), c)
         z = f_dev @ w.T + b
@@ -96,6 +100,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shares", default="cylindrical=0.03,prismatic=0.2", help="class=share,... (as data synth --packs)")
     ap.add_argument("--close-up", type=float, default=0.0, help="share of close-up photos (0 = the product's)")
+    ap.add_argument("--boards", type=float, default=0.0, help="share of photos with a circuit board (data synth --boards)")
+    ap.add_argument("--studio", type=float, default=0.0, help="share of photos on a white backdrop (data synth --studio)")
     ap.add_argument("--arch", default="efficientnet_lite0")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--n", type=int, default=1500, help="synthetic training photos")
@@ -104,7 +110,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     shares = parse_shares(args.shares)
-    result = run(shares, args.close_up, args.arch, args.size, args.n, args.n_test, args.dev, args.seed)
+    result = run(shares, args.close_up, args.arch, args.size, args.n, args.n_test, args.dev, args.seed, args.boards,
+                 args.studio)
     line = json.dumps(result)
     print(line)
     out = reports_dir() / "probe_variants.jsonl"

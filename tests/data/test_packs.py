@@ -83,8 +83,10 @@ def test_generator_variant_script_scores_a_probe_on_a_real_photo_folder(monkeypa
     mod = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, mod)  # its worker processes unpickle functions by module name
     spec.loader.exec_module(mod)
-    res = mod.run({"prismatic": 0.5}, close_up=0.5, size=64, n=12, n_test=6, dev=root / "benchmarks/real_photos/photos")
+    res = mod.run({"prismatic": 0.5}, close_up=0.5, size=64, n=12, n_test=6, dev=root / "benchmarks/real_photos/photos",
+                  boards=0.5, studio=0.5)
     assert res["shares"] == {"cylindrical": 0.03, "prismatic": 0.5} and res["n"] == 12
+    assert res["boards"] == res["studio"] == 0.5
     for c in ("C=0.0001", "C=0.0003", "C=0.001"):
         r = res[c]
         assert set(r["dev_recall"]) == {"cylindrical", "pouch"}

@@ -44,17 +44,23 @@ def synth_cmd(
     packs: str = typer.Option("", "--packs", help="Share of photos showing several cells as a unit, per class, "
                               "e.g. 'cylindrical=0.03,prismatic=0.2' (cylindrical packs, prismatic modules); "
                               "classes not named keep the default (cylindrical 0.03, prismatic 0)."),
+    boards: float = typer.Option(0.0, "--boards", help="Share of photos with a circuit board and its leads beside "
+                                 "the cells (a distractor, not in the mask)."),
+    studio: float = typer.Option(0.0, "--studio", help="Share of photos on a product shot's white backdrop instead "
+                                 "of their background family's surface."),
 ) -> None:
     """Generate synthetic battery photos with masks, cutouts and a dataset card."""
     from evbattery.data.layout import DatasetError
-    from evbattery.data.synth.generate import generate_dataset, validate_args, validate_pack_shares
+    from evbattery.data.synth.generate import generate_dataset, validate_args, validate_pack_shares, validate_share
 
     try:
         validate_args(n_train, n_val, n_test, size, bias, workers or None)
         shares = validate_pack_shares(parse_shares(packs))
+        validate_share("--boards", boards)
+        validate_share("--studio", studio)
         t0 = time.perf_counter()
         generate_dataset(out, n_train, n_val, n_test, size, bias, seed, workers or None, overwrite, progress=True,
-                         pack_shares=shares)
+                         pack_shares=shares, board_share=boards, studio_share=studio)
     except (ValueError, DatasetError) as e:
         fail(str(e))
     except KeyboardInterrupt:

@@ -167,6 +167,19 @@ def cluttered_tray(size: int, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
+def studio_backdrop(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A product shot's seamless paper: near-white to light grey, a soft sweep of light across it, no texture.
+
+    Not a family (the bias study's families and homes stay as they are): `render_scene(studio_share=...)` puts a
+    share of photos of any class on it, as shops and datasheets photograph cells."""
+    col = _tint((rng.uniform(200, 250),) * 3, rng, 4)
+    yy, xx = np.mgrid[:size, :size].astype(np.float32) / size - 0.5
+    a = rng.uniform(0, 2 * np.pi)
+    sweep = 1 - rng.uniform(0.03, 0.15) * (0.5 + xx * np.cos(a) + yy * np.sin(a))
+    lum = sweep + 0.008 * fbm(size, size, 2, 2, rng)
+    return np.clip(_shade(col, lum), 0, 255)
+
+
 FAMILY_RENDERERS: dict[str, Render] = {
     "grey_tray": grey_tray,
     "rubber_belt": rubber_belt,

@@ -1,5 +1,5 @@
-"""Distractor objects found on sorting trays (screws, cables, tape, tools). They may lie on top of a
-cell; the pixels they cover are not part of the cell mask."""
+"""Distractor objects found on sorting trays and benches (screws, cables, tape, tools, circuit boards). They may
+lie on top of a cell; the pixels they cover are not part of the cell mask."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from evbattery.data.synth.palette import BODY, METAL, pick
 
 SS = 2  # supersampling factor for antialiased edges
 KINDS: tuple[str, ...] = ("screw", "cable", "tape", "screwdriver", "washer")
+# Circuit boards (a BMS, a charger, a microcontroller) sit next to cells in bench and product photos, with a red and
+# a black lead. Flat, rectangular and cell-sized, they are what the segmenter mistook for cells on real photos.
+BOARD = "board"
+PCB = ((25, 105, 50), (20, 80, 40), (165, 30, 35), (30, 60, 150), (25, 25, 28), (85, 40, 115))
 
 
 def _c(col: np.ndarray, f: float = 1.0) -> tuple[int, int, int]:
@@ -72,6 +76,8 @@ def draw_distractor(kind: str, size: int, centre: np.ndarray,
         quad = [_pt(c, a, -L / 2, -wdt / 2), _pt(c, a, L / 2, -wdt / 2), _pt(c, a, L / 2, wdt / 2), _pt(c, a, -L / 2, wdt / 2)]
         d.polygon(quad, fill=_c(col))
         da.polygon(quad, fill=int(rng.uniform(170, 235)))  # tape is slightly translucent
+    elif kind == BOARD:
+        _draw_board(d, da, c, a, s, rng)
     else:  # screwdriver: coloured handle + metal shaft
         col = pick(BODY, rng)
         hl, hw, sl = rng.uniform(25, 40) * s, rng.uniform(6, 9) * s, rng.uniform(25, 50) * s
@@ -85,3 +91,56 @@ def draw_distractor(kind: str, size: int, centre: np.ndarray,
     rgb = np.asarray(img.reduce(SS), np.float32)
     alpha = np.asarray(al.reduce(SS), np.float32) / 255.0
     return rgb, alpha, win
+
+
+def _rect(c: np.ndarray, a: float, u0: float, u1: float, v0: float, v1: float) -> list[tuple[float, float]]:
+    """Corners of the rectangle [u0,u1] x [v0,v1] in a frame at `c` turned by `a` (u along a, v across)."""
+    return [_pt(c, a, u0, v0), _pt(c, a, u1, v0), _pt(c, a, u1, v1), _pt(c, a, u0, v1)]
+
+
+def _draw_board(d: ImageDraw.ImageDraw, da: ImageDraw.ImageDraw, c: np.ndarray, a: float, s: float,
+                rng: np.random.Generator) -> None:
+    """A circuit board: solder mask, chips, pads, a pin header, mounting holes and two leads off one edge."""
+    hu, hv = rng.uniform(16, 45) * s, rng.uniform(10, 28) * s  # half length / half width
+    base = pick(PCB, rng, 8)
+    board = _rect(c, a, -hu, hu, -hv, hv)
+    d.polygon(board, fill=_c(base))
+    da.polygon(board, fill=255)
+    gold, tin = pick(((200, 165, 70), (215, 185, 95)), rng, 8), pick(METAL, rng, 6)
+    for _ in range(int(rng.integers(1, 4))):  # chips: black packages with a lighter top mark
+        cu, cv = rng.uniform(-0.6, 0.6) * hu, rng.uniform(-0.5, 0.5) * hv
+        su, sv = rng.uniform(0.12, 0.3) * hu, rng.uniform(0.15, 0.4) * hv
+        pad = 0.8 * s
+        d.polygon(_rect(c, a, cu - su - pad, cu + su + pad, cv - sv - pad, cv + sv + pad), fill=_c(tin, 0.9))
+        d.polygon(_rect(c, a, cu - su, cu + su, cv - sv, cv + sv), fill=_c(np.array([28.0, 28, 30]), rng.uniform(0.8, 1.3)))
+    for _ in range(int(rng.integers(4, 14))):  # passives: small tan or black blocks on pads
+        cu, cv = rng.uniform(-0.9, 0.9) * hu, rng.uniform(-0.85, 0.85) * hv
+        r = rng.uniform(0.7, 1.6) * s
+        col = pick(((180, 150, 110), (40, 40, 40), (150, 120, 60)), rng, 10)
+        d.polygon(_rect(c, a, cu - 1.6 * r, cu + 1.6 * r, cv - r, cv + r), fill=_c(col))
+    if rng.random() < 0.6:  # a pin header along one long edge
+        edge = hv * rng.choice([-0.8, 0.8])
+        for k in range(int(2 * hu / (2.6 * s)) - 1):
+            u = -hu + (k + 1) * 2.6 * s
+            p = _pt(c, a, u, edge)
+            d.ellipse([p[0] - 0.9 * s, p[1] - 0.9 * s, p[0] + 0.9 * s, p[1] + 0.9 * s], fill=_c(gold))
+    for su, sv in ((-1, -1), (1, 1), (-1, 1), (1, -1))[: int(rng.integers(0, 5))]:  # mounting holes
+        p = _pt(c, a, su * (hu - 2.5 * s), sv * (hv - 2.5 * s))
+        r = 1.6 * s
+        d.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=_c(tin))
+        d.ellipse([p[0] - r / 2, p[1] - r / 2, p[0] + r / 2, p[1] + r / 2], fill=(20, 20, 20))
+    if rng.random() < 0.5:  # silkscreen
+        for _ in range(int(rng.integers(1, 4))):
+            u, v = rng.uniform(-0.8, 0.6) * hu, rng.uniform(-0.8, 0.8) * hv
+            d.line([_pt(c, a, u, v), _pt(c, a, u + rng.uniform(0.1, 0.4) * hu, v)], fill=(225, 225, 220),
+                   width=max(1, int(0.7 * s)))
+    if rng.random() < 0.8:  # a red and a black lead off the short edge
+        side = rng.choice([-1.0, 1.0])
+        bend = rng.normal(0, 0.5)
+        for col, off in (((190, 30, 30), -1.8 * s), ((25, 25, 25), 1.8 * s)):
+            length = rng.uniform(20, 55) * s
+            pts = [_pt(c, a, side * hu, off), _pt(c, a, side * (hu + length / 2), off + bend * length / 3),
+                   _pt(c, a, side * (hu + length), off + bend * length)]
+            w = max(1, int(2.2 * s))
+            d.line(pts, fill=col, width=w, joint="curve")
+            da.line(pts, fill=255, width=w, joint="curve")

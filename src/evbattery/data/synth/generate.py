@@ -108,21 +108,32 @@ def plan(n_train: int, n_val: int, n_test: int, bias: float, seed: int) -> list[
     return [t for s in SPLITS for t in plan_split(s, counts[s], bias, seed)]
 
 
-def render_task(task: Task, size: int, seed: int, pack_shares: Mapping[str, float] | None = None) -> Scene:
+def render_task(task: Task, size: int, seed: int, pack_shares: Mapping[str, float] | None = None,
+                board_share: float = 0.0, studio_share: float = 0.0) -> Scene:
     """Render one planned image (no files written)."""
-    return render_scene(task.cls, task.family, size, image_rng(seed, task.split, task.index), pack_shares)
+    return render_scene(task.cls, task.family, size, image_rng(seed, task.split, task.index), pack_shares, board_share,
+                        studio_share)
 
 
-def _write_task(job: tuple[Task, int, int, str, Mapping[str, float]]) -> tuple[str, dict[str, Any]]:
-    task, size, seed, root, pack_shares = job
+def validate_share(option: str, share: float) -> float:
+    """A share of photos in [0, 1] (--boards, --studio); ValueError naming the option otherwise."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"{option}: share {share} is outside [0, 1]")
+    return float(share)
+
+
+def _write_task(job: tuple[Task, int, int, str, Mapping[str, float], float, float]) -> tuple[str, dict[str, Any]]:
+    task, size, seed, root, pack_shares, board_share, studio_share = job
     layout = DatasetLayout(Path(root))
-    scene = render_task(task, size, seed, pack_shares)
+    scene = render_task(task, size, seed, pack_shares, board_share, studio_share)
     img_path = layout.image_path(task.split, task.cls, task.stem)
     save_jpeg(scene.image, img_path, quality=scene.meta["camera"]["jpeg_quality"])
     save_png(scene.mask, layout.mask_path(task.split, task.cls, task.stem))
     # the cutout is made from the decoded JPEG, exactly as `evbattery data cutouts` would remake it
     save_png(make_cutout(load_rgb(img_path), scene.mask), layout.cutout_path(task.split, task.cls, task.stem))
-    meta = {"class": task.cls, "background": task.family, "home": task.family in HOME_FAMILIES[task.cls],
+    # a studio photo's background is the white backdrop, whatever family was planned (home: no class owns it)
+    family = "studio" if scene.meta["backdrop"] == "studio" else task.family
+    meta = {"class": task.cls, "background": family, "home": family in HOME_FAMILIES[task.cls],
             "home_draw": task.home_draw, **scene.meta}
     return f"{task.split}/{task.cls}/{task.stem}", meta
 
@@ -147,19 +158,22 @@ def default_workers() -> int:
 
 def generate_dataset(out: Path, n_train: int = 900, n_val: int = 150, n_test: int = 300, size: int = 256,
                      bias: float = 0.0, seed: int = 0, workers: int | None = None, overwrite: bool = False,
-                     progress: bool = True, pack_shares: Mapping[str, float] | None = None) -> Path:
+                     progress: bool = True, pack_shares: Mapping[str, float] | None = None,
+                     board_share: float = 0.0, studio_share: float = 0.0) -> Path:
     """Write a synthetic dataset (images, masks, cutouts, dataset.json) to `out`; returns `out`.
 
     pack_shares: class -> share of its photos that show a pack (cylindrical) or module (prismatic); default
-    packs.PACK_SHARES."""
+    packs.PACK_SHARES. board_share: share of photos with a circuit board beside the cells (not in the mask);
+    studio_share: share on a product shot's white backdrop instead of their family's surface."""
     out = Path(out)
     validate_args(n_train, n_val, n_test, size, bias, workers)
     shares = validate_pack_shares(pack_shares or {})
+    board_share, studio_share = validate_share("--boards", board_share), validate_share("--studio", studio_share)
     check_output_dir(out, overwrite)
     workers = workers or default_workers()
     tasks = plan(n_train, n_val, n_test, bias, seed)
     with staged_output(out, overwrite) as tmp:
-        jobs = [(t, size, seed, str(tmp), shares) for t in tasks]
+        jobs = [(t, size, seed, str(tmp), shares, board_share, studio_share) for t in tasks]
         bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
         images: dict[str, dict[str, Any]] = {}
         if workers == 1:
@@ -177,7 +191,8 @@ def generate_dataset(out: Path, n_train: int = 900, n_val: int = 150, n_test: in
         DatasetLayout(tmp).write_card({
             "source": {"kind": "synthetic", "generator": GENERATOR, "version": GENERATOR_VERSION,
                        "params": {"n_train": n_train, "n_val": n_val, "n_test": n_test, "size": size,
-                                  "bias": bias, "seed": seed, "pack_shares": shares}},
+                                  "bias": bias, "seed": seed, "pack_shares": shares,
+                                  "board_share": board_share, "studio_share": studio_share}},
             "families": list(FAMILIES),
             "home_families": {c: list(f) for c, f in HOME_FAMILIES.items()},
             "bias": {"rho": bias, "applies_to": ["train", "val"], "test": "balanced over class x family (rho = 0)",
@@ -188,4 +203,4 @@ def generate_dataset(out: Path, n_train: int = 900, n_val: int = 150, n_test: in
 
 
 __all__ = ["HOME_FAMILIES", "Task", "generate_dataset", "plan", "plan_split", "render_task", "validate_args",
-           "validate_pack_shares"]
+           "validate_pack_shares", "validate_share"]

@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image
 
 from evbattery.data.synth import packs
-from evbattery.data.synth.backgrounds import render_background_float
+from evbattery.data.synth.backgrounds import render_background_float, studio_backdrop
 from evbattery.data.synth.cells import render_cell
-from evbattery.data.synth.distractors import KINDS, draw_distractor
+from evbattery.data.synth.distractors import BOARD, KINDS, draw_distractor
 from evbattery.data.synth.raster import Light, _from_bank, blur, blur_rgb, value_noise
 
 AREA_MIN, AREA_MAX = 0.01, 0.35
@@ -94,12 +94,16 @@ def _place(canvas: tuple[int, int], size: int, rng: np.random.Generator) -> tupl
 
 
 def render_scene(cls: str, family: str, size: int, rng: np.random.Generator,
-                 pack_shares: Mapping[str, float] | None = None) -> Scene:
+                 pack_shares: Mapping[str, float] | None = None, board_share: float = 0.0,
+                 studio_share: float = 0.0) -> Scene:
     """One synthetic photo of a class on a background family; pack_shares (class -> share of photos showing a
-    pack or module) defaults to packs.PACK_SHARES."""
+    pack or module) defaults to packs.PACK_SHARES, board_share is the share of photos with a
+    circuit board beside the cells, studio_share of photos on a product shot's white backdrop instead of the
+    family's surface (default none of either; at 0 no random number is drawn, so older photos stay as they were)."""
     az, el = rng.uniform(0, 2 * np.pi), np.radians(rng.uniform(35, 75))
     light = Light(np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)]), rng.uniform(0.3, 0.5))
-    img = render_background_float(family, size, rng)
+    studio = studio_share > 0 and rng.random() < studio_share
+    img = studio_backdrop(size, rng) if studio else render_background_float(family, size, rng)
     n_cells = 2 if rng.random() < 0.2 else 1
     area = sample_area(rng)
     shares = [1.0] if n_cells == 1 else [w := rng.uniform(0.45, 0.6), 1 - w]
@@ -139,17 +143,23 @@ def render_scene(cls: str, family: str, size: int, rng: np.random.Generator,
     n_d = int(rng.choice(4, p=[0.4, 0.35, 0.17, 0.08]))
     cell_px = max(float((cell_cov >= 0.5).sum()), 1.0)
     ys, xs = np.nonzero(cell_cov >= 0.5)
-    for _ in range(n_d):
-        kind = str(KINDS[int(rng.integers(len(KINDS)))])
-        if rng.random() < 0.35 and len(ys):  # aim at the cell sometimes, so occlusion really happens
-            j = int(rng.integers(len(ys)))
-            centre = np.array([xs[j], ys[j]], float)
+    board = board_share > 0 and rng.random() < board_share
+    for i in range(n_d + board):
+        kind = BOARD if board and i == n_d else str(KINDS[int(rng.integers(len(KINDS)))])
+        # never hide more than ~30 % of the cell; a board lies beside the cells (a few tries to find room)
+        limit = 0.05 * cell_px if kind == BOARD else 0.3 * cell_px - float((occ >= 0.5)[cell_cov >= 0.5].sum())
+        for _ in range(6 if kind == BOARD else 1):
+            if kind != BOARD and rng.random() < 0.35 and len(ys):  # aim at the cell sometimes, so occlusion happens
+                j = int(rng.integers(len(ys)))
+                centre = np.array([xs[j], ys[j]], float)
+            else:
+                centre = rng.uniform(0, size, 2)
+            rgb, a, win = draw_distractor(kind, size, centre, rng)
+            cell_w, occ_w = cell_cov[win] >= 0.5, occ[win]
+            if ((a >= 0.5) & cell_w & (occ_w < 0.5)).sum() <= limit:
+                break
         else:
-            centre = rng.uniform(0, size, 2)
-        rgb, a, win = draw_distractor(kind, size, centre, rng)
-        cell_w, occ_w = cell_cov[win] >= 0.5, occ[win]
-        if ((a >= 0.5) & cell_w & (occ_w < 0.5)).sum() > 0.3 * cell_px - float((occ >= 0.5)[cell_cov >= 0.5].sum()):
-            continue  # never hide more than ~30 % of the cell
+            continue
         _cast_shadow(img, _paste(a, win, size), light, size * 0.008, rng)
         lit = light.ambient + (1 - light.ambient) * float(light.dir[2])
         img[win] += (rgb * lit - img[win]) * a[..., None]
@@ -180,7 +190,7 @@ def render_scene(cls: str, family: str, size: int, rng: np.random.Generator,
     image = np.clip(img, 0, 255, out=img).astype(np.uint8)
     meta = {
         "n_cells": n_cells, "area_fraction": round(float((mask > 0).mean()), 5), "target_area": round(area, 5),
-        "pose": poses, "occluders": kinds,
+        "pose": poses, "occluders": kinds, "backdrop": "studio" if studio else "family",
         "occluded_fraction": round(1 - float((mask > 0).sum()) / cell_px, 4),
         "lighting": {"azimuth_deg": round(float(np.degrees(az)) % 360, 1), "elevation_deg": round(float(np.degrees(el)), 1),
                      "ambient": round(light.ambient, 3), "temperature": round(float(temp), 3), "gain": round(float(gain), 3)},
