@@ -107,7 +107,7 @@ def _draw_board(d: ImageDraw.ImageDraw, da: ImageDraw.ImageDraw, c: np.ndarray, 
     d.polygon(board, fill=_c(base))
     da.polygon(board, fill=255)
     gold, tin = pick(((200, 165, 70), (215, 185, 95)), rng, 8), pick(METAL, rng, 6)
-    for _ in range(int(rng.integers(1, 4))):  # chips: black packages with a lighter top mark
+    for _ in range(int(rng.integers(1, 4))):  # chips: black packages on their tinned pads
         cu, cv = rng.uniform(-0.6, 0.6) * hu, rng.uniform(-0.5, 0.5) * hv
         su, sv = rng.uniform(0.12, 0.3) * hu, rng.uniform(0.15, 0.4) * hv
         pad = 0.8 * s
