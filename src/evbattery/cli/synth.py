@@ -51,13 +51,11 @@ def synth_cmd(
 ) -> None:
     """Generate synthetic battery photos with masks, cutouts and a dataset card."""
     from evbattery.data.layout import DatasetError
-    from evbattery.data.synth.generate import generate_dataset, validate_args, validate_pack_shares, validate_share
+    from evbattery.data.synth.generate import generate_dataset, validate_args, validate_pack_shares
 
     try:
         validate_args(n_train, n_val, n_test, size, bias, workers or None)
         shares = validate_pack_shares(parse_shares(packs))
-        validate_share("--boards", boards)
-        validate_share("--studio", studio)
         t0 = time.perf_counter()
         generate_dataset(out, n_train, n_val, n_test, size, bias, seed, workers or None, overwrite, progress=True,
                          pack_shares=shares, board_share=boards, studio_share=studio)
