@@ -43,8 +43,8 @@ def test_gpu_job_smoke_on_cpu_prints_one_json_object(tmp_path: Path) -> None:
     lines = [x for x in res.stdout.splitlines() if x.strip()]
     assert len(lines) == 1, res.stdout[-2000:] + res.stderr[-2000:]
     out = json.loads(lines[0])
-    assert res.returncode == 0, json.dumps(out)[-3000:]
-    assert {"job", "smoke", "device", "wheels", "env", "seconds", "targets", "steps", "files"} <= set(out)
+    assert out["failed"] == {} and res.returncode == 0, json.dumps(out["failed"])[-3000:]
+    assert {"job", "smoke", "device", "wheels", "env", "seconds", "targets", "steps", "failed", "files"} <= set(out)
     assert out["device"] == "cpu" and out["env"]["missing_modules"] == []
     assert set(out["steps"]) == {"bench_data", "bench_train", "bench_infer", "bench_api", "study"}
     assert all(s["ok"] and not s["timed_out"] for s in out["steps"].values())
