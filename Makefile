@@ -23,13 +23,17 @@ $(STAMP): pyproject.toml requirements.lock
 run: venv
 	$(BIN)/python -m evbattery demo
 
+# Two pytest-xdist workers: each test runs torch on one thread (tests/conftest.py), so one worker left a core of
+# a 2-core machine idle; 21.5 -> 11.2 min for the suite on a 2-core Zen 3 (docs/benchmarks.md, "Test suite").
+TEST_WORKERS ?= 2
+
 test: venv
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/lint-imports  # the layer contract in pyproject.toml
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: venv  # the inner loop: no training, no servers, no browser
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 # Mutation testing of the modules behind the headline numbers ([tool.mutmut] in pyproject.toml; report in
 # docs/mutation.md). Not part of `make test`: it takes tens of minutes on 2 cores. mutmut is installed on demand
