@@ -24,7 +24,7 @@ run: venv
 	$(BIN)/python -m evbattery demo
 
 # Two pytest-xdist workers: each test runs torch on one thread (tests/conftest.py), so one worker left a core of
-# a 2-core machine idle; 21.5 -> 14.7 min for the suite from a clean clone, 2-core Zen 3 (docs/benchmarks.md).
+# a 2-core machine idle; 21.5 -> 14.7-15.7 min for the suite from a clean clone, 2-core Zen 3 (docs/benchmarks.md).
 TEST_WORKERS ?= 2
 
 test: venv
