@@ -10,6 +10,7 @@ for one.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +111,32 @@ def classifier_head(model: nn.Module, arch: str) -> nn.Linear:
     if not isinstance(head, nn.Linear):
         raise TypeError(f"{arch}: expected the classifier head to be nn.Linear, got {type(head).__name__}")
     return head
+
+
+class LogitsAndFeatures(nn.Module):
+    """A classifier that also returns what its head receives: forward(x) -> (logits, pooled features).
+
+    It shares every weight with the classifier it was made from (`logits_and_features`): the Predictor runs it to
+    get a photo's novelty (models/novelty.py) from the same forward pass, and ONNX exports it as two outputs."""
+
+    def __init__(self, body: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.body, self.head = body, head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.body(x)
+        return self.head(f), f
+
+
+def logits_and_features(model: nn.Module, arch: str) -> LogitsAndFeatures:
+    """`model` split at its head, sharing the weights: the body is a shallow copy whose head is nn.Identity."""
+    head = classifier_head(model, arch)
+    name = next((n for n, m in model.named_children() if m is head), None)
+    if name is None:
+        raise TypeError(f"{arch}: the classifier head is not a direct child of the model")
+    body = copy.copy(model)
+    body._modules = {**model._modules, name: nn.Identity()}  # the copy's own child list; the children are shared
+    return LogitsAndFeatures(body, head)
 
 
 def _is_counter(key: str) -> bool:

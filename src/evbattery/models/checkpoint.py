@@ -1,4 +1,4 @@
-"""Checkpoint contract: one file = {"format", "state_dict", "meta", [resume state]}.
+"""Checkpoint contract: one file = {"format", "state_dict", "meta", ["novelty"], [resume state]}.
 
 Loadable with torch.load(weights_only=True): the metadata holds only plain types (str, int, float,
 bool, list, dict, None). Writes are atomic (temp file + rename). A bare torchvision-style
@@ -19,6 +19,8 @@ meta keys written by training (readers use .get with defaults):
   versions        {"torch": ..., "torchvision": ..., "evbattery": ...}
   created         ISO-8601 UTC time
   debias          null or a dict naming the method
+  novelty         a classifier's novelty score (models/novelty.py): what it was fitted on, or why it was skipped;
+                  its tensors are the checkpoint's top-level "novelty" entry
 """
 
 from __future__ import annotations
