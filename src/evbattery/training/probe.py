@@ -28,6 +28,7 @@ from tqdm import tqdm
 from evbattery.core.devices import autocast
 from evbattery.data.corruptions import corrupted_copies
 from evbattery.data.transforms import normalize
+from evbattery.models.novelty import fit_novelty
 
 DEFAULT_C = 3e-4  # inverse L2 strength on standardised features; chosen on the real-photo dev split
 # Corrupted copies of each val photo the temperature is fitted on, with the clean ones (see fit_linear_probe):
@@ -139,8 +140,9 @@ def fit_linear_probe(model: nn.Module, head: nn.Linear, train_images: torch.Tens
     The temperature is fitted on the val photos together with shift_copies corrupted copies of each
     (data/corruptions.py), so that the confidence holds up on photos unlike the training ones; 0: on the clean
     val photos only. Returns the training pass's {"loss", "acc", "img_per_s"} (as train_one_epoch does),
-    "temperature", "temperature_clean_val" (the one the clean val photos alone would give) and "val_logits" (the
-    fitted model's logits for val_images, from the features already computed: no second pass over val).
+    "temperature", "temperature_clean_val" (the one the clean val photos alone would give), "val_logits" (the
+    fitted model's logits for val_images, from the features already computed: no second pass over val), and
+    "novelty" / "novelty_meta" (models/novelty.py, fitted on the same features).
     """
     t0 = time.perf_counter()
     n_classes = head.out_features
@@ -152,6 +154,7 @@ def fit_linear_probe(model: nn.Module, head: nn.Linear, train_images: torch.Tens
     f_val = pooled_features(model, head, torch.cat([val_images.cpu(), shifted]), norm, batch_size, device, bf16,
                             progress, "probe val")
     z_val = f_val @ w.T + b
+    novelty, novelty_meta = fit_novelty(f_train, y_train, f_val[:len(y_val)])
     temperature_clean = fit_temperature(z_val[:len(y_val)], y_val)
     temperature = fit_temperature(z_val, np.concatenate([y_val, y_val[source.numpy()]]))
     with torch.no_grad():
@@ -163,4 +166,5 @@ def fit_linear_probe(model: nn.Module, head: nn.Linear, train_images: torch.Tens
     return {"loss": float(nn.functional.cross_entropy(logits, y)), "acc": float((logits.argmax(1) == y).float().mean()),
             "img_per_s": (len(train_images) + len(f_val)) / secs, "temperature": temperature,
             "temperature_clean_val": temperature_clean,
-            "val_logits": (z_val[:len(y_val)] / temperature).astype(np.float32)}
+            "val_logits": (z_val[:len(y_val)] / temperature).astype(np.float32),
+            "novelty": novelty, "novelty_meta": novelty_meta}

@@ -26,10 +26,12 @@ from evbattery.data.loaders import CachedDataset, check_classes, fade_alpha
 from evbattery.data.transforms import normalize
 from evbattery.models.backbones import classifier_head
 from evbattery.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from evbattery.models.classifier import classifier_from_checkpoint
+from evbattery.models.novelty import fit_novelty
 from evbattery.models.registry import segmenter_path
 from evbattery.training import distributed as dist
 from evbattery.training.config import TrainConfig, config_differences
-from evbattery.training.probe import fit_linear_probe
+from evbattery.training.probe import fit_linear_probe, pooled_features
 from evbattery.training.segmenter_cutouts import load_cutout_segmenter, probe_inputs
 
 MEAN, STD = list(IMAGENET_MEAN), list(IMAGENET_STD)
@@ -411,6 +413,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     layout = DatasetLayout(Path(cfg.data_dir))
     start_epoch, best_loss, best_epoch, history, run_id = 0, math.inf, -1, [], new_run_id(cfg.model_name)
     best_metrics: dict[str, Any] = {}
+    novelty = None  # a probe's novelty score (models/novelty.py); fine-tuned models get theirs after training
     if cfg.resume:
         if not last_path.is_file():
             raise CheckpointError(f"--resume: no {last_path} to resume from (train without --resume first)")
@@ -459,6 +462,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                                       cfg.probe_c, device=device, bf16=bf16,
                                       progress=cfg.progress and main_proc, seed=cfg.seed,
                                       shift_copies=cfg.probe_shift_copies)
+                novelty, meta["novelty"] = tr.pop("novelty"), tr.pop("novelty_meta")
             else:
                 tr = train_one_epoch(model, criterion, optimizer, train_loader, epoch, cfg.fast, bf16,
                                      cfg.progress and main_proc, cfg.mask_loss_weight, augment, device=device,
@@ -488,7 +492,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                 state = net.state_dict()  # save_checkpoint copies it to the CPU
                 full_meta = {**meta, "best_epoch": best_epoch, "metrics": best_metrics}
                 if improved:
-                    save_checkpoint(best_path, state, full_meta)
+                    save_checkpoint(best_path, state, full_meta, **({"novelty": novelty.state()} if novelty else {}))
                 save_checkpoint(last_path, state, full_meta, optimizer=to_cpu(optimizer.state_dict()),
                                 scheduler=scheduler.state_dict(), epoch=epoch, rng=torch.get_rng_state(),
                                 best_loss=best_loss, best_epoch=best_epoch, history=history, run_id=run_id)
@@ -500,6 +504,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
         result = {"checkpoint": str(best_path), "best_epoch": best_epoch, "val": best_metrics,
                   "run_dir": str(Path(cfg.runs_dir) / run_id), "start_epoch": start_epoch, "history": history}
         if main_proc:
+            if not probe and cfg.input_type != "masks":  # a probe fitted its novelty score on its own features
+                fit_checkpoint_novelty(best_path, train_ds, val_ds, norm, device, bf16, cfg.progress, cfg.seed)
             _finish(cfg, tracker, best_path, val_ds, val_loader, criterion, classes, result, device)
         return result
     finally:
@@ -507,6 +513,27 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
             tracker.finish()
         if distributed:
             dist.cleanup()
+
+
+NOVELTY_MAX_TRAIN = 3000  # training photos the novelty score of a fine-tuned model is fitted on (a random subset)
+
+
+def fit_checkpoint_novelty(path: Path, train_ds: CachedDataset, val_ds: CachedDataset,
+                           norm: tuple[list[float], list[float]], device: torch.device | None, bf16: bool,
+                           progress: bool, seed: int) -> None:
+    """Fit the novelty score (models/novelty.py) of a trained classifier on its pooled features of the training
+    photos (at most NOVELTY_MAX_TRAIN) and the val photos, and write it into the checkpoint."""
+    ckpt = load_checkpoint(path)
+    model = classifier_from_checkpoint(ckpt, str(path)).to(device or "cpu")
+    head = classifier_head(model, ckpt["meta"].get("arch", "resnet18"))
+    idx = torch.randperm(len(train_ds.images), generator=torch.Generator().manual_seed(seed))[:NOVELTY_MAX_TRAIN]
+    f_train = pooled_features(model, head, train_ds.images[idx], norm, device=device, bf16=bf16, progress=progress,
+                              desc="novelty train")
+    f_val = pooled_features(model, head, val_ds.images, norm, device=device, bf16=bf16, progress=progress,
+                            desc="novelty val")
+    score, meta = fit_novelty(f_train, train_ds.labels[idx].numpy(), f_val)
+    save_checkpoint(path, ckpt["state_dict"], {**ckpt["meta"], "novelty": meta},
+                    **({"novelty": score.state()} if score else {}))
 
 
 def _finish(cfg: TrainConfig, tracker: Tracker, best_path: Path, val_ds: CachedDataset, val_loader: Iterable,
