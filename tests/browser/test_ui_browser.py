@@ -67,8 +67,8 @@ def test_upload_shows_both_predictions_and_banner(stack: dict, page, tmp_path: P
     image, mask = _photo(stack["data"])
     files = {"file": (image.name, image.read_bytes(), "image/jpeg"), "mask": (mask.name, mask.read_bytes(), "image/png")}
     api = httpx.post(f"{stack['api_url']}/predict/all", files=files, timeout=60).json()
-    # the banner says what the API says: unsure first, then agree (naming the class) or disagree
-    expected = ("Unsure:" if api["unsure"] else
+    # the banner says what the API says: unsure first, unfamiliar next, then agree (naming the class) or disagree
+    expected = ("Unsure:" if api["unsure"] else "Unfamiliar photo:" if api["unfamiliar"] else
                 f"The models agree: {api['majority_class']}" if api["agree"] else "The models disagree")
     _upload(page, stack["ui"], stack["data"])
     page.get_by_text(expected).first.wait_for()

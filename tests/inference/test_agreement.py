@@ -12,14 +12,15 @@ from evbattery.inference.predictor import Prediction
 CLASSES = ("cylindrical", "pouch", "prismatic")
 
 
-def pred(cls: str, p: float = 0.9, classes: tuple[str, ...] = CLASSES, model: str = "m") -> Prediction:
+def pred(cls: str, p: float = 0.9, classes: tuple[str, ...] = CLASSES, model: str = "m",
+         novelty: float | None = None) -> Prediction:
     rest = (1 - p) / (len(classes) - 1) if len(classes) > 1 else 0.0
-    return Prediction(cls, p, {c: (p if c == cls else rest) for c in classes}, model)
+    return Prediction(cls, p, {c: (p if c == cls else rest) for c in classes}, model, novelty=novelty)
 
 
 def test_confident_models_that_name_the_same_class_agree() -> None:
     out = agreement({"images": pred("pouch", 0.9), "cutouts": pred("pouch", 0.8)})
-    assert out == {"agree": True, "unsure": [], "note": NOTE_AGREE, "majority_class": "pouch",
+    assert out == {"agree": True, "unsure": [], "unfamiliar": [], "note": NOTE_AGREE, "majority_class": "pouch",
                    "votes": {"pouch": ["images", "cutouts"]}}
     assert NOTE_AGREE == "Models agree"
 
@@ -36,7 +37,8 @@ def test_a_tie_goes_to_the_first_answer_and_one_model_agrees_with_itself() -> No
     tie = agreement({"images": pred("cylindrical"), "cutouts": pred("pouch")})
     assert tie["agree"] is False and tie["majority_class"] == "cylindrical"
     assert agreement({"cutouts": pred("pouch")})["agree"] is True
-    assert agreement({}) == {"agree": True, "unsure": [], "note": NOTE_AGREE, "majority_class": None, "votes": {}}
+    assert agreement({}) == {"agree": True, "unsure": [], "unfamiliar": [], "note": NOTE_AGREE, "majority_class": None,
+                             "votes": {}}
 
 
 def test_a_guess_is_never_reported_as_agreement() -> None:
@@ -76,3 +78,30 @@ def test_a_one_class_model_has_chance_one() -> None:
 def test_a_confident_answer_is_not_unsure(n: int) -> None:
     classes = tuple(f"c{i}" for i in range(n))
     assert not is_unsure(pred("c0", 0.9, classes)) and is_unsure(pred("c0", 1 / n + 0.01, classes))
+
+
+def test_sure_models_on_an_unfamiliar_photo_are_not_reported_as_agreeing() -> None:
+    """The real-photo case the novelty score exists for: both models sure, both far from their training photos."""
+    s = agreement({"images": pred("prismatic", 0.97, novelty=1.83), "cutouts": pred("prismatic", 0.91, novelty=1.0001)})
+    assert s["agree"] is True and s["unsure"] == [] and s["unfamiliar"] == ["images", "cutouts"]
+    assert s["note"].startswith("Unfamiliar photo") and "images 1.8, cutouts 1.0" in s["note"]
+    assert "the agreement says little" in s["note"] and NOTE_AGREE not in s["note"]
+    split = agreement({"images": pred("pouch", novelty=3.0), "cutouts": pred("prismatic", novelty=0.4)})
+    assert split["unfamiliar"] == ["images"] and "the disagreement says little" in split["note"]
+    assert NOTE_DISAGREE not in split["note"]
+
+
+def test_novelty_at_or_under_one_or_unknown_changes_nothing() -> None:
+    for novelty in (None, 0.2, 1.0):
+        s = agreement({"images": pred("pouch", novelty=novelty), "cutouts": pred("pouch", novelty=novelty)})
+        assert (s["unfamiliar"], s["note"]) == ([], NOTE_AGREE)
+    assert pred("pouch", novelty=1.0).familiar is True and pred("pouch", novelty=1.01).familiar is False
+    assert pred("pouch").familiar is None
+
+
+def test_unsure_comes_first_and_says_the_photo_is_unfamiliar_when_it_is() -> None:
+    s = agreement({"images": pred("pouch", 0.40, novelty=2.0), "cutouts": pred("pouch", 0.9, novelty=0.5)})
+    assert s["unsure"] == ["images"] and s["unfamiliar"] == ["images"]
+    assert s["note"].startswith("Unsure") and s["note"].endswith("the photo is unlike the training photos")
+    plain = agreement({"images": pred("pouch", 0.40), "cutouts": pred("pouch", 0.9)})
+    assert plain["note"].endswith("the photo may be unlike the training photos")

@@ -31,7 +31,7 @@ def test_queued_inputs_form_per_model_batches(model_dir: Path, toy_dataset: Path
     try:
         for model, im, fut in futures:
             alone = model.logits(model.prepare(im)[None])[0]
-            np.testing.assert_allclose(fut.result(timeout=30), alone, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(fut.result(timeout=30).logits, alone, rtol=1e-4, atol=1e-4)
     finally:
         runner.close()
     # 3 queued inputs per model, at most 2 per batch: each model's lane runs a batch of 2, then of 1
@@ -45,8 +45,8 @@ def test_a_failing_batch_fails_its_waiters_only(model_dir: Path) -> None:
         bad = runner.submit(model, torch.zeros(5, 64, 64, dtype=torch.uint8))  # 5 channels: the conv refuses it
         with pytest.raises(RuntimeError):
             bad.result(timeout=30)
-        good = runner.logits(model, torch.zeros(3, 64, 64, dtype=torch.uint8), timeout=30)
-        assert good.shape == (3,) and np.isfinite(good).all()
+        good = runner.predict(model, torch.zeros(3, 64, 64, dtype=torch.uint8), timeout=30)
+        assert len(good.logits) == 3 and np.isfinite(good.logits).all()
     finally:
         runner.close()
     with pytest.raises(RuntimeError, match="closed"):

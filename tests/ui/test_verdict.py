@@ -58,3 +58,21 @@ def test_the_banner_names_every_unsure_model() -> None:
 def test_no_models_and_model_titles() -> None:
     assert verdict({"results": {}}) == ("none", "No model answered.")
     assert model_title("my_model") == "My model" and model_title("cutouts") == "Cutout (background removed)"
+
+
+def test_an_unfamiliar_photo_is_never_reported_as_agreement() -> None:
+    preds = {"images": {**_p("prismatic", 0.97), "novelty": 1.83}, "cutouts": {**_p("prismatic", 0.9), "novelty": 0.7}}
+    level, text = verdict({**_answer(preds, True), "unfamiliar": ["images", "gone"]})
+    assert level == "unfamiliar"
+    assert text.startswith("**Unfamiliar photo:** it is unlike the photos the models learned from: Full image "
+                           "(novelty 1.8); ")
+    assert "they agree on **prismatic**" in text and "The models agree" not in text and "Cutout" not in text
+    split = {"images": {**_p("pouch"), "novelty": 2.0}, "cutouts": {**_p("prismatic"), "novelty": 3.0}}
+    level, text = verdict({**_answer(split, False), "unfamiliar": ["images", "cutouts"]})
+    assert level == "unfamiliar" and "they disagree" in text and "Cutout (background removed) (novelty 3.0)" in text
+
+
+def test_unsure_still_comes_before_unfamiliar() -> None:
+    preds = {"images": {**_p("pouch", 0.4), "novelty": 2.0}, "cutouts": _p("pouch")}
+    resp = {**_answer(preds, True, unsure=["images"]), "unfamiliar": ["images"]}
+    assert verdict(resp)[0] == "unsure"

@@ -16,6 +16,10 @@ class PredictionPublic(BaseModel):
     model_used: str
     model_version: str
     input_type: str
+    novelty: float | None = Field(None, description="distance of the photo's features from the model's training "
+                                  "photos; 1.0 = the 99th percentile of its held-out val photos; null: the model "
+                                  "has no novelty score")
+    familiar: bool | None = Field(None, description="false when novelty > 1: the photo is unlike the training photos")
 
 
 class PredictResponse(PredictionPublic):
@@ -33,6 +37,8 @@ class BothResponse(BaseModel):
     note: str
     agree: bool
     unsure: list[str] = Field(default_factory=list, description="models whose top probability is near chance")
+    unfamiliar: list[str] = Field(default_factory=list, description="models to which the photo is unlike their "
+                                  "training photos (novelty > 1)")
     mask_source: str | None
     latency_ms: float
     model_versions: dict[str, str]
@@ -44,6 +50,8 @@ class AllResponse(BaseModel):
     results: dict[str, PredictionPublic]
     agree: bool
     unsure: list[str] = Field(default_factory=list, description="models whose top probability is near chance")
+    unfamiliar: list[str] = Field(default_factory=list, description="models to which the photo is unlike their "
+                                  "training photos (novelty > 1)")
     note: str
     majority_class: str | None
     votes: dict[str, list[str]]

@@ -94,10 +94,11 @@ def _evaluate_photo_folder(folder: Path, model_dir: Path, tracker: str, device=N
     counts = ", ".join(f"{c} {n}" for c, n in r["counts"].items())
     table(f"{r['n']} photos in {folder} ({counts}; chance 33 %) -> {json_path}",
           ["model", "input", "balanced acc", "95 % CI", *(f"recall {c}" for c in r["classes"]), "ECE",
-           "wrong & unsure"],
+           "wrong & unsure", "unfamiliar"],
           [[m, v["input"], v["balanced_accuracy"], f"{v['balanced_accuracy_ci'][0]:.3f}–{v['balanced_accuracy_ci'][1]:.3f}",
             *(v["recall"].get(c, {}).get("recall", float("nan")) for c in r["classes"]), v["ece"],
-            f"{v['wrong_answers']['unsure']}/{v['wrong_answers']['n']}"] for m, v in r["models"].items()])
+            f"{v['wrong_answers']['unsure']}/{v['wrong_answers']['n']}",
+            f"{v['unfamiliar']:.0%}" if "unfamiliar" in v else "-"] for m, v in r["models"].items()])
     info(f"confusion matrices: {png}")
     _track(tracker, f"eval-photos-{folder.name}", {"folder": str(folder), "n": r["n"]},
            {f"eval_photos/{m}/balanced_accuracy": v["balanced_accuracy"] for m, v in r["models"].items()})

@@ -127,7 +127,8 @@ def predict_cmd(
                 for n, p in preds.items():
                     rows.append({"file": str(f), **p.as_dict(), "mask_source": sources[j] if
                                  svc.predictors[n].input_type == "cutouts" else None,
-                                 **({"agree": summary["agree"], "unsure": n in summary["unsure"]} if summary else {})})
+                                 **({"agree": summary["agree"], "unsure": n in summary["unsure"],
+                                     "unfamiliar": n in summary["unfamiliar"]} if summary else {})})
     report = write_json_report("predictions", {"model_dir": str(model_dir), "models": names,
                                                "predictions": rows, "skipped": skipped})
     if rows:
@@ -145,12 +146,14 @@ def emit(rows: list[dict[str, Any]], fmt: str, names: list[str]) -> None:
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["file", "model", "predicted_class", "confidence", "mask_source",
-                    *[f"p_{c}" for c in classes]])
+                    *[f"p_{c}" for c in classes], "novelty"])
         for r in rows:
             w.writerow([r["file"], r["model_used"], r["predicted_class"], f"{r['confidence']:.6f}",
-                        r["mask_source"] or "", *[f"{r['probabilities'][c]:.6f}" for c in classes]])
+                        r["mask_source"] or "", *[f"{r['probabilities'][c]:.6f}" for c in classes],
+                        "" if r.get("novelty") is None else f"{r['novelty']:.4f}"])
         typer.echo(buf.getvalue(), nl=False)
     else:
-        table(f"predictions ({', '.join(names)})", ["file", "model", "class", "confidence", "mask"],
-              [(r["file"], r["model_used"], r["predicted_class"], r["confidence"], r["mask_source"] or "-")
-               for r in rows])
+        table(f"predictions ({', '.join(names)}; novelty > 1: unlike the model's training photos)",
+              ["file", "model", "class", "confidence", "mask", "novelty"],
+              [(r["file"], r["model_used"], r["predicted_class"], r["confidence"], r["mask_source"] or "-",
+                "-" if r.get("novelty") is None else r["novelty"]) for r in rows])

@@ -19,7 +19,7 @@ from evbattery.core.imageio import ImageDecodeError, load_rgb, readable_suffixes
 from evbattery.core.metrics import expected_calibration_error, wilson_interval
 from evbattery.data.cutouts import make_cutout
 from evbattery.data.layout import DatasetError
-from evbattery.inference.agreement import is_unsure
+from evbattery.inference.agreement import is_unfamiliar, is_unsure
 from evbattery.inference.cpu_onnx import attach_onnx_runtime
 from evbattery.inference.predictor import Prediction, Predictor
 from evbattery.inference.segmenter import load_segmenter
@@ -77,15 +77,23 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int,
 def confidence_report(y_true: np.ndarray, preds: list[Prediction]) -> dict[str, Any]:
     """How far a model's confidence can be trusted on these photos: "ece" (expected calibration error), "nll" (mean
     negative log-likelihood of the true class), "mean_confidence", and how many wrong and right answers come with
-    the note's "unsure" (inference.agreement.is_unsure), as {"n", "unsure"}."""
+    the note's "unsure" (inference.agreement.is_unsure), as {"n", "unsure"}; for a model with a novelty score
+    (models/novelty.py) also "unfamiliar": the share of photos unlike its training photos, and how many wrong and
+    right answers came for such photos."""
     probs = np.array([[p.probabilities.get(c, 0.0) for c in CLASSES] for p in preds], np.float64)
     true_p = np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1.0)
     wrong = np.array([p.predicted_class != CLASSES[k] for p, k in zip(preds, y_true, strict=True)])
     unsure = np.array([is_unsure(p) for p in preds])
-    return {"ece": expected_calibration_error(probs, y_true), "nll": float(-np.log(true_p).mean()),
-            "mean_confidence": float(probs.max(1).mean()),
-            "wrong_answers": {"n": int(wrong.sum()), "unsure": int((wrong & unsure).sum())},
-            "right_answers": {"n": int((~wrong).sum()), "unsure": int((~wrong & unsure).sum())}}
+    out = {"ece": expected_calibration_error(probs, y_true), "nll": float(-np.log(true_p).mean()),
+           "mean_confidence": float(probs.max(1).mean()),
+           "wrong_answers": {"n": int(wrong.sum()), "unsure": int((wrong & unsure).sum())},
+           "right_answers": {"n": int((~wrong).sum()), "unsure": int((~wrong & unsure).sum())}}
+    if preds and all(p.novelty is not None for p in preds):
+        far = np.array([is_unfamiliar(p) for p in preds])
+        out["unfamiliar"] = float(far.mean())
+        out["wrong_answers"]["unfamiliar"] = int((wrong & far).sum())
+        out["right_answers"]["unfamiliar"] = int((~wrong & far).sum())
+    return out
 
 
 def evaluate_photo_folder(folder: Path, model_dir: Path, progress: bool = True, device: Any = None) -> dict[str, Any]:
@@ -116,7 +124,8 @@ def evaluate_photo_folder(folder: Path, model_dir: Path, progress: bool = True, 
         row: dict[str, Any] = {"file": str(path), "class": cls}
         for name, pred in predictors.items():
             (p,) = pred.predict([cutout if pred.input_type == "cutouts" else image])
-            row[name] = {"predicted_class": p.predicted_class, "confidence": round(p.confidence, 4)}
+            row[name] = {"predicted_class": p.predicted_class, "confidence": round(p.confidence, 4),
+                         "novelty": p.novelty}
             answers[name].append(p)
         rows.append(row)
     if not rows:

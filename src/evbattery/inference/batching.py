@@ -6,8 +6,8 @@ is free (up to `max_batch`) and runs the model once on the stacked inputs. A lon
 once; under load, requests pile up while the previous batch runs and form the next one. Nothing
 waits for a batch to fill.
 
-Each batch runs on its Predictor's device (`Predictor.logits` moves the stacked uint8 inputs there and brings
-the logits back), so on a GPU a lane is one host thread feeding the GPU whole batches; the API then wants
+Each batch runs on its Predictor's device (`Predictor.outputs` moves the stacked uint8 inputs there and brings
+the logits and novelty back), so on a GPU a lane is one host thread feeding the GPU whole batches; the API then wants
 a larger EVBATTERY_MAX_BATCH. On the CPU, lanes of different models run at the same time, so the API gives each model a share of the cores
 (`ApiSettings.threads_per_model`): on 2 cores, /predict/both runs its two models side by side on one
 thread each, which costs ~17 % less CPU per image than one model on two threads (measured, int8).
@@ -22,10 +22,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
-from evbattery.inference.predictor import Predictor
+from evbattery.inference.predictor import Prediction, Predictor
 
 OnBatch = Callable[[str, int, float], None]  # (model name, batch size, seconds)
 
@@ -53,7 +52,7 @@ class BatchRunner:
         self.torch_threads = torch_threads  # intra-op threads of torch models, set inside each lane
 
     def submit(self, predictor: Predictor, x: torch.Tensor) -> Future:
-        """Queue one prepared (3,S,S) uint8 input; the Future resolves to its (C,) float32 logits."""
+        """Queue one prepared (3,S,S) uint8 input; the Future resolves to its Prediction."""
         item = _Item(predictor, x)
         with self._lock:
             if self._closed:
@@ -69,8 +68,8 @@ class BatchRunner:
             lane[0].put(item)
         return item.future
 
-    def logits(self, predictor: Predictor, x: torch.Tensor, timeout: float | None = None) -> np.ndarray:
-        """Submit and wait: the logits of one input, computed in whatever batch it joined."""
+    def predict(self, predictor: Predictor, x: torch.Tensor, timeout: float | None = None) -> Prediction:
+        """Submit and wait: the Prediction for one input, computed in whatever batch it joined."""
         return self.submit(predictor, x).result(timeout=timeout)
 
     def start(self) -> None:
@@ -122,12 +121,12 @@ class BatchRunner:
         pred = group[0].predictor
         t0 = time.perf_counter()
         try:
-            out = pred.logits(torch.stack([it.x for it in group]))
+            out = pred.decode(*pred.outputs(torch.stack([it.x for it in group])))
         except Exception as e:  # every waiter gets the error; the lane lives on
             for it in group:
                 it.future.set_exception(e)
             return
-        for it, row in zip(group, out, strict=True):
-            it.future.set_result(row)
+        for it, prediction in zip(group, out, strict=True):
+            it.future.set_result(prediction)
         if self.on_batch is not None:
             self.on_batch(pred.name, len(group), time.perf_counter() - t0)

@@ -34,15 +34,20 @@ ORT_MIN_FORWARDS = 100
 
 
 class _Output(nn.Module):
-    """A network's tensor output: the "out" entry of a segmenter's {"out": logits}, or a classifier's logits."""
+    """A network's tensor outputs: the "out" entry of a segmenter's {"out": logits}, a classifier's logits, or its
+    (logits, features) (models/backbones.LogitsAndFeatures)."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         out = self.net(x)
         return out["out"] if isinstance(out, dict) else out
+
+
+def _as_tuple(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return out if isinstance(out, tuple) else (out,)
 
 
 def static_same_padding(model: nn.Module, example: torch.Tensor) -> nn.Module:
@@ -69,24 +74,28 @@ def static_same_padding(model: nn.Module, example: torch.Tensor) -> nn.Module:
 
 
 def onnx_runtime_session(model: nn.Module, example: torch.Tensor, threads: int = 2, atol: float = 1e-3) -> Any:
-    """An ONNX Runtime session computing `model`'s tensor output for float inputs shaped like `example` (any batch
-    size; input "input"), exported in memory. Raises ValueError when its output on `example` differs from torch's
-    by more than atol x max(1, |torch output|)."""
+    """An ONNX Runtime session computing `model`'s tensor output(s) for float inputs shaped like `example` (any
+    batch size; input "input"; outputs "output", then "output1"... for a model that returns a tuple), exported in
+    memory. Raises ValueError when an output on `example` differs from torch's by more than atol x max(1,
+    |torch output|)."""
     import onnxruntime as ort
 
+    with torch.no_grad():
+        refs = [r.float().cpu().numpy()
+                for r in _as_tuple(_Output(model)(example.to(next(model.parameters()).device)))]
     net = _Output(static_same_padding(model, example))
+    names = ["output"] + [f"output{i}" for i in range(1, len(refs))]
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice: chosen for its speed
-        torch.onnx.export(net, (example,), buf, dynamo=False, input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+        torch.onnx.export(net, (example,), buf, dynamo=False, input_names=["input"], output_names=names,
+                          dynamic_axes={n: {0: "batch"} for n in ["input", *names]})
     session = ort.InferenceSession(buf.getvalue(), sess_options=session_options(threads),
                                    providers=["CPUExecutionProvider"])
-    with torch.no_grad():
-        ref = _Output(model)(example.to(next(model.parameters()).device)).float().cpu().numpy()
-    diff = max_abs_diff(ref, session.run(None, {"input": example.numpy()})[0])
-    if diff > atol * max(1.0, float(np.abs(ref).max())):
-        raise ValueError(f"ONNX output differs from torch by {diff:.2g} (> {atol:g} x max(1, |output|))")
+    for name, ref, got in zip(names, refs, session.run(None, {"input": example.numpy()}), strict=True):
+        diff = max_abs_diff(ref, got)
+        if diff > atol * max(1.0, float(np.abs(ref).max())):
+            raise ValueError(f"ONNX {name} differs from torch by {diff:.2g} (> {atol:g} x max(1, |output|))")
     return session
 
 
@@ -123,7 +132,7 @@ def attach_onnx_runtime(runner: Any, n_forwards: int | None = None, threads: int
     gen = torch.Generator().manual_seed(0)
     probe = torch.randint(0, 256, (4, 3, runner.image_size, runner.image_size), dtype=torch.uint8, generator=gen)
     try:
-        runner._session = onnx_runtime_session(runner.model, normalize(probe, runner.mean, runner.std), threads, atol)
+        runner._session = onnx_runtime_session(runner.graph, normalize(probe, runner.mean, runner.std), threads, atol)
     except Exception as e:
         return f"{runner.source}: {type(e).__name__}: {e}; kept torch"
     runner.backend, runner.bf16 = "onnx", False  # its logits are fp32 now (a Predictor's precision says so)

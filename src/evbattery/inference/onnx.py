@@ -1,7 +1,8 @@
 """ONNX Runtime sessions for exported models (export: inference/export.py).
 
 The checkpoint metadata travels inside the file (metadata_props["evbattery_meta"], JSON), so an
-.onnx file alone rebuilds a Predictor: `Predictor.from_onnx(path)`.
+.onnx file alone rebuilds a Predictor: `Predictor.from_onnx(path)`. A model with a novelty score
+(models/novelty.py) has a second output, "features", and the score's state in metadata_props["evbattery_novelty"].
 """
 
 from __future__ import annotations
@@ -12,7 +13,25 @@ from typing import Any
 
 import numpy as np
 
+from evbattery.models.novelty import NoveltyScore
+
 META_KEY = "evbattery_meta"
+NOVELTY_KEY = "evbattery_novelty"
+
+
+def set_metadata(proto: Any, meta: dict[str, Any], novelty: NoveltyScore | None) -> None:
+    """Replace an ONNX ModelProto's metadata_props with the checkpoint metadata (and the novelty score)."""
+    del proto.metadata_props[:]
+    entries = {META_KEY: json.dumps(meta, default=str), **({NOVELTY_KEY: novelty.to_text()} if novelty else {})}
+    for key, value in entries.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def onnx_novelty(sess: Any) -> NoveltyScore | None:
+    """The novelty score stored with a session's model, if it has one and a "features" output to apply it to."""
+    text = sess.get_modelmeta().custom_metadata_map.get(NOVELTY_KEY)
+    return NoveltyScore.from_text(text) if text and len(sess.get_outputs()) > 1 else None
 
 
 def read_onnx_meta(path: Path | str) -> dict[str, Any]:

@@ -18,7 +18,6 @@ benches); the choice is recorded in the model's metadata.
 
 from __future__ import annotations
 
-import json
 import platform
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 from evbattery.inference.export import export_onnx
-from evbattery.inference.onnx import META_KEY
+from evbattery.inference.onnx import set_metadata
 from evbattery.inference.predictor import Predictor
 
 INT8_SUFFIX = ".int8.onnx"
@@ -115,15 +114,39 @@ def quantize_int8(source: Predictor | Path | str, out_path: Path | str, images: 
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                         reduce_range=reduce_range)
         proto = onnx.load(str(quantized))
+        novelty, shift = _int8_novelty(pred, quantized, images)
     meta = {**pred.meta, "quantization": {"precision": "int8", "format": "QDQ", "weights": "int8 per-channel",
                                           "weight_bits": 7 if reduce_range else 8,
                                           "activations": "uint8", "calibration_images": len(images),
-                                          "calibration_source": calibration_source}}
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta, default=str)
+                                          "calibration_source": calibration_source,
+                                          **({"novelty_threshold_shift": shift} if novelty else {})}}
+    set_metadata(proto, meta, novelty)
     atomic_write_bytes(out_path, proto.SerializeToString())
     return out_path
+
+
+def _int8_novelty(pred: Predictor, int8_file: Path, images: Sequence[np.ndarray]) -> tuple[Any, float]:
+    """The novelty score for the int8 model: its threshold moved by how much further int8 features put the
+    calibration images than fp32 ones (median), or (None, 0.0) for a model without a score.
+
+    Quantized features carry rounding noise in every direction, and the score reads every direction: on a
+    probe of plain colour photos the int8 model put held-out photos at 1.5-1.7 where fp32 put them at 0.3. The
+    noise adds about the same distance to every photo, so the threshold takes the same addition."""
+    import dataclasses
+
+    import onnxruntime as ort
+
+    if pred.novelty is None:
+        return None, 0.0
+    session = ort.InferenceSession(str(int8_file), providers=["CPUExecutionProvider"])
+    extra = []
+    for i in range(0, len(images), CALIBRATION_BATCH):
+        batch = torch.stack([pred.prepare(im) for im in images[i:i + CALIBRATION_BATCH]])
+        fp32 = pred.outputs(batch)[1] * pred.novelty.threshold
+        int8 = pred.novelty.distance(session.run(None, {"input": pred.to_input(batch).cpu().numpy()})[1])
+        extra.append(int8 - fp32)
+    shift = max(float(np.median(np.concatenate(extra))), 0.0)
+    return dataclasses.replace(pred.novelty, threshold=pred.novelty.threshold + shift), round(shift, 4)
 
 
 def agreement_report(reference: Predictor, candidate: Predictor, images: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -134,5 +157,7 @@ def agreement_report(reference: Predictor, candidate: Predictor, images: Sequenc
     b = candidate.predict(list(images))
     same = [x.predicted_class == y.predicted_class for x, y in zip(a, b, strict=True)]
     gaps = [max(abs(x.probabilities[c] - y.probabilities[c]) for c in x.probabilities) for x, y in zip(a, b, strict=True)]
+    familiar = [x.familiar == y.familiar for x, y in zip(a, b, strict=True) if x.familiar is not None]
     return {"images": len(same), "top1_agreement": round(float(np.mean(same)), 4),
-            "max_prob_diff": round(float(np.max(gaps)), 4), "mean_prob_diff": round(float(np.mean(gaps)), 4)}
+            "max_prob_diff": round(float(np.max(gaps)), 4), "mean_prob_diff": round(float(np.mean(gaps)), 4),
+            **({"familiar_agreement": round(float(np.mean(familiar)), 4)} if familiar else {})}

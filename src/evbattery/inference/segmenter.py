@@ -37,6 +37,7 @@ class Segmenter:
         # channels_last everywhere: on a 2-core AVX2 CPU 27.4 vs 20.9 photos/s, masks identical (160 photos).
         self.bf16 = (is_cuda(self.device) and bf16_supported(self.device)) if bf16 is None else bf16
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.graph = self.model  # what an ONNX Runtime session is made of (inference.cpu_onnx)
         self.meta = meta
         self.source = source
         self.image_size = int(meta.get("image_size", 224))

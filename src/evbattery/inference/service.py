@@ -153,7 +153,7 @@ class ModelService:
                 x = p.prepare(cutout if p.input_type == "cutouts" else image)
                 started[n], futures[n] = time.perf_counter(), self.batcher.submit(p, x)
             for n in names:
-                preds[n] = self.predictors[n].decode(futures[n].result()[None])[0]
+                preds[n] = futures[n].result()
                 model_ms[n] = (time.perf_counter() - started[n]) * 1000.0
         else:
             for n in names:

@@ -37,9 +37,11 @@ def model_predictions(resp: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def verdict(resp: dict[str, Any]) -> tuple[str, str]:
-    """(level, markdown sentence) for the banner above the columns, from the API's own agree / unsure / note.
+    """(level, markdown sentence) for the banner above the columns, from the API's own agree / unsure /
+    unfamiliar.
 
-    level: "agree" | "disagree" | "unsure" | "none". An unsure model's answer is never reported as agreement.
+    level: "agree" | "disagree" | "unsure" | "unfamiliar" | "none". Neither an unsure model's answer nor answers
+    for a photo unlike the models' training photos are reported as agreement.
     """
     preds = model_predictions(resp)
     if not preds:
@@ -51,6 +53,15 @@ def verdict(resp: dict[str, Any]) -> tuple[str, str]:
         return "unsure", (f"**Unsure:** {who} is close to chance, so this answer is a guess, not a judgement of "
                           f"the cell or its background. The photo may be unlike the photos the models were "
                           f"trained on; try a closer, evenly lit shot of one cell.")
+    unfamiliar = [n for n in resp.get("unfamiliar") or [] if n in preds]
+    if unfamiliar:
+        who = ", ".join(f"{model_title(n)} (novelty {float(preds[n].get('novelty') or 0):.1f})" for n in unfamiliar)
+        said = (f"they agree on **{next(iter(preds.values()))['predicted_class']}**" if resp.get("agree")
+                else "they disagree")
+        return "unfamiliar", (f"**Unfamiliar photo:** it is unlike the photos the models learned from: {who}; above "
+                              f"1 is further than 99 % of held-out photos like their training ones. The answers "
+                              f"may be confident and still wrong here, so {said}, but that says little about "
+                              f"the cell or its background. Check the cell by eye.")
     if resp.get("agree"):
         cls = next(iter(preds.values()))["predicted_class"]
         return "agree", (f"**The models agree: {cls}.** The model that sees only the cell and the model(s) "
@@ -112,7 +123,8 @@ def read_photo_reports(reports: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 def photo_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     """One table row per model: balanced accuracy with its 95 % interval, the recall of each class and, in reports
-    that have them, the calibration error and the wrong answers flagged unsure."""
+    that have them, the calibration error, the wrong answers flagged unsure and the share of photos unlike the
+    model's training photos."""
     rows = []
     for name, r in report["models"].items():
         lo, hi = r["balanced_accuracy_ci"]
@@ -121,5 +133,6 @@ def photo_eval_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                      **{f"recall {c}": f"{v['recall']:.0%} (n={v['n']})" for c, v in r["recall"].items()},
                      **({"calibration error": f"{r['ece']:.2f}",
                          "wrong answers flagged unsure": f"{r['wrong_answers']['unsure']} of {r['wrong_answers']['n']}"}
-                        if "ece" in r else {})})
+                        if "ece" in r else {}),
+                     **({"photos unlike its training photos": f"{r['unfamiliar']:.0%}"} if "unfamiliar" in r else {})})
     return rows

@@ -100,7 +100,8 @@ async def predict_both(request: Request, svc: ServiceDep, settings: SettingsDep,
     summary = agreement(preds)
     return BothResponse(image_model=public(svc, "images", preds["images"]),
                         cutout_model=public(svc, "cutouts", preds["cutouts"]), note=summary["note"],
-                        agree=summary["agree"], unsure=summary["unsure"], mask_source=out["mask_source"], latency_ms=out["latency_ms"],
+                        agree=summary["agree"], unsure=summary["unsure"], unfamiliar=summary["unfamiliar"],
+                        mask_source=out["mask_source"], latency_ms=out["latency_ms"],
                         model_versions={n: svc.predictors[n].version for n in preds})
 
 

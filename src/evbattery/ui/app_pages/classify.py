@@ -90,7 +90,10 @@ def show_model(col, name: str, pred: dict, image: bytes, filename: str, mask: by
     client = get_client(api_url())
     col.subheader(model_title(name))
     col.markdown(f"### {pred['predicted_class']}")
-    col.caption(f"confidence {pred['confidence']:.1%} · model `{pred.get('model_used', name)}`")
+    novelty = pred.get("novelty")
+    seen = "" if novelty is None else (f" · novelty {novelty:.1f}" + (" (unlike its training photos)"
+                                                                      if novelty > 1 else ""))
+    col.caption(f"confidence {pred['confidence']:.1%}{seen} · model `{pred.get('model_used', name)}`")
     for cls, p in sorted_probabilities(pred):
         col.progress(min(max(p, 0.0), 1.0), text=f"{cls}: {p:.1%}")
     if with_cam:
@@ -126,6 +129,8 @@ if level == "agree":
     st.success(text, icon=":material/check_circle:")
 elif level == "unsure":
     st.info(text, icon=":material/help:")
+elif level == "unfamiliar":
+    st.warning(text, icon=":material/travel_explore:")
 else:
     st.warning(text, icon=":material/warning:")
 if resp.get("latency_ms") is not None:
