@@ -82,3 +82,10 @@ def test_a_pure_red_photo_is_unfamiliar_and_agreement_is_not_claimed(client: htt
     assert one["familiar"] is False and one["novelty"] == both["image_model"]["novelty"]
     every = client.post("/predict/all", files=files(encode(img), encode(mask))).json()
     assert every["unfamiliar"] == ["images"] and every["note"] == both["note"]
+
+
+def test_models_says_what_each_score_was_fitted_on(client: httpx.Client) -> None:
+    models = {m["name"]: m for m in client.get("/models").json()["models"]}
+    for name in ("images", "cutouts"):
+        assert models[name]["novelty"]["n_train"] == 72 and models[name]["novelty"]["n_val"] == 36
+        assert models[name]["novelty"]["quantile"] == 0.99

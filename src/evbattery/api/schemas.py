@@ -87,6 +87,8 @@ class ModelInfo(BaseModel):
     best_epoch: int | None = None
     pretrained: str | None = None
     debias: dict[str, Any] | None = None
+    novelty: dict[str, Any] | None = Field(None, description="the novelty score: what it was fitted on (n_train, "
+                                           "n_val, components, quantile), or why none was ('skipped')")
     created: str | None = None
     source: str
 

@@ -199,5 +199,6 @@ class ModelService:
                         "head": m.get("head") or "avgpool",
                         "dataset_fingerprint": m.get("dataset_fingerprint"), "metrics": m.get("metrics") or {},
                         "best_epoch": m.get("best_epoch"), "pretrained": m.get("pretrained"),
-                        "debias": m.get("debias"), "created": m.get("created"), "source": p.source})
+                        "debias": m.get("debias"), "novelty": m.get("novelty") if p.novelty else None,
+                        "created": m.get("created"), "source": p.source})
         return out

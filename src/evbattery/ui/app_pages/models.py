@@ -11,8 +11,8 @@ from evbattery.ui.client import ApiError, api_url, get_client
 from evbattery.ui.results import model_title, photo_eval_rows, read_photo_reports
 
 # The metadata worth a glance; the rest stays in the expander's JSON.
-SUMMARY_KEYS = ("input_type", "classes", "image_size", "arch", "head", "pretrained", "best_epoch", "debias", "backend",
-                "version", "created", "dataset_fingerprint", "source")
+SUMMARY_KEYS = ("input_type", "classes", "image_size", "arch", "head", "pretrained", "best_epoch", "debias", "novelty",
+                "backend", "version", "created", "dataset_fingerprint", "source")
 
 def show_loaded_models() -> None:
     """What the API has loaded (an error line when it is down: the report sections below still show)."""
