@@ -108,7 +108,8 @@ def fit_novelty(train_features: np.ndarray, train_labels: np.ndarray, val_featur
     means = np.stack([x[y == c].mean(0) for c in classes])
     centred = x - means[np.searchsorted(classes, y)]
     k = int(min(components, x.shape[1] - 1, (len(x) - len(classes)) // 2))
-    pca = PCA(n_components=k, svd_solver="full").fit(centred)
+    # through the D x D covariance: 0.7 s instead of 5 s for a full SVD of 3,000 x 1,280 features (2 cores)
+    pca = PCA(n_components=k, svd_solver="covariance_eigh").fit(centred)
     floor = 1e-6 * float(pca.explained_variance_[0])  # features that never vary (e.g. ReLU-dead) must not divide by 0
     score = NoveltyScore(means, pca.components_.astype(np.float64), np.maximum(pca.explained_variance_, floor),
                          max(float(pca.noise_variance_), floor), 1.0)
