@@ -103,3 +103,20 @@ def test_the_confidence_report_counts_unsure_answers_and_scores_calibration() ->
     assert r["nll"] == pytest.approx(-(np.log(0.9) + np.log(0.35) + np.log(0.1)) / 3)
     assert r["mean_confidence"] == pytest.approx(0.7)
     assert r["ece"] == pytest.approx((0.1 + 0.4 + 0.8) / 3)  # each answer alone in its confidence bin
+    assert "unfamiliar" not in r  # no novelty score: nothing claimed about it
+
+
+def test_the_confidence_report_counts_answers_for_unfamiliar_photos() -> None:
+    from evbattery.evaluation.photo_folder import confidence_report
+    from evbattery.inference.predictor import Prediction
+
+    def answer(k: int, novelty: float) -> Prediction:
+        probs = [0.9 if j == k else 0.05 for j in range(3)]
+        return Prediction(CLASSES[k], 0.9, dict(zip(CLASSES, probs, strict=True)), "m", novelty=novelty)
+
+    # right at 0.4, right at 1.5, wrong at 3.0, wrong at 1.0 (on the line: familiar)
+    preds = [answer(0, 0.4), answer(1, 1.5), answer(0, 3.0), answer(1, 1.0)]
+    r = confidence_report(np.array([0, 1, 2, 2]), preds)
+    assert r["unfamiliar"] == 0.5
+    assert r["wrong_answers"] == {"n": 2, "unsure": 0, "unfamiliar": 1}
+    assert r["right_answers"] == {"n": 2, "unsure": 0, "unfamiliar": 1}
