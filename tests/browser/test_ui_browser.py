@@ -49,10 +49,24 @@ def _photo(data: Path) -> tuple[Path, Path]:
 def _upload(page, ui_url: str, data: Path) -> None:
     page.goto(ui_url)
     page.get_by_text("Classify a battery cell").wait_for()
-    image, _ = _photo(data)
+    image, mask = _photo(data)
     inputs = page.locator('input[type="file"]')
+    # Mask first, and wait until the uploader lists it. Each upload reruns the script; a photo sent first
+    # starts a mask-less run (an API error) while the mask is still on its way, and once in CI the banner
+    # then never came. Without a photo the page stops before it asks the API, so only one run asks.
+    inputs.nth(1).set_input_files(str(mask))
+    page.get_by_text(mask.name).first.wait_for()
     inputs.nth(0).set_input_files(str(image))
-    inputs.nth(1).set_input_files(str(data / "test" / "masks" / "pouch" / f"{image.stem}.png"))
+
+
+def _wait_for_text(page, text: str) -> None:
+    """Wait for text on the page; on a timeout, fail with what the page shows instead."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.get_by_text(text).first.wait_for()
+    except PlaywrightTimeout:
+        pytest.fail(f"{text!r} never appeared; the page shows:\n{page.inner_text('body')[:3000]}")
 
 
 def _shot(page, tmp_path: Path, name: str) -> None:
@@ -71,7 +85,7 @@ def test_upload_shows_both_predictions_and_banner(stack: dict, page, tmp_path: P
     expected = ("Unsure:" if api["unsure"] else "Unfamiliar photo:" if api["unfamiliar"] else
                 f"The models agree: {api['majority_class']}" if api["agree"] else "The models disagree")
     _upload(page, stack["ui"], stack["data"])
-    page.get_by_text(expected).first.wait_for()
+    _wait_for_text(page, expected)
     for col in range(3):  # one column per model; Streamlit renders them one after the other
         page.get_by_text("Grad-CAM: red = where the model looked").nth(col).wait_for()
     body = page.inner_text("body")
