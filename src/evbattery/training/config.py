@@ -35,7 +35,7 @@ RESUME_ESSENTIALS = ("input_type", "data_dir", "batch_size", "lr", "image_size",
                      "scheduler", "segmenter_arch", "head", "mask_loss_weight", "arch", "optimizer", "weight_decay",
                      "label_smoothing", "lr_scaling", "warmup_pct", "train_layers", "probe_c",
                      "probe_shift_copies", "cutout_masks", "cutout_segmenter")
-TRAIN_LAYERS = ("all", "head")
+TRAIN_LAYERS = ("all", "head", "none")
 CUTOUT_MASKS = ("true", "segmenter", "both")  # what a cutout probe's training cutouts are cut with
 NONE_WORDS = ("none", "")  # what a flag says for "off" where the field is optional (debias, name)
 
@@ -74,7 +74,9 @@ class TrainConfig:
     train_layers: str = opt("all", "Classifiers: all (fine-tune the whole network) | head (a linear probe: the "
                                    "pretrained backbone stays frozen and only the head is fitted, an L2 logistic "
                                    "regression on its features in one pass; --epochs and the optimizer do not "
-                                   "apply). head keeps the ImageNet features real photos need.")
+                                   "apply). head keeps the ImageNet features real photos need. none: the "
+                                   "segmenter (-t masks) as its pretrained weights have it, scored on val and "
+                                   "saved (--segmenter-arch u2netp: salient objects in real photos).")
     probe_c: float = opt(3e-4, "With --train-layers head: inverse L2 strength of the probe on standardised "
                                "features (smaller = simpler head).")
     probe_shift_copies: int = opt(3, "With --train-layers head: corrupted copies of each val photo (blur, JPEG, "
@@ -149,6 +151,9 @@ class TrainConfig:
                 raise ValueError(f"probe_c must be > 0, got {self.probe_c}")
             if self.probe_shift_copies < 0:
                 raise ValueError(f"probe_shift_copies must be >= 0, got {self.probe_shift_copies}")
+        if self.train_layers == "none" and (self.input_type != "masks" or self.pretrained == "none"):
+            raise ValueError("--train-layers none keeps a pretrained segmenter as it is: it needs -t masks and "
+                             "pretrained weights (--segmenter-arch u2netp --pretrained auto, or a segmenter PATH)")
         if self.cutout_masks != "true" and (self.input_type != "cutouts" or self.train_layers != "head"):
             raise ValueError(f"--cutout-masks {self.cutout_masks} applies to cutout probes (--input-type cutouts "
                              f"--train-layers head)")

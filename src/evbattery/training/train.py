@@ -227,7 +227,9 @@ def load_data(cfg: TrainConfig, device: torch.device | None = None
     layout = DatasetLayout(Path(cfg.data_dir))
     swap = cfg.swap_prob if cfg.debias == "bg-swap" else 0.0
     progress = cfg.progress and dist.is_main()
-    train_ds = CachedDataset(layout, "train", cfg.input_type, cfg.image_size, train=True, limit=cfg.limit_train,
+    # a segmenter kept as it is (--train-layers none) trains on nothing: one training photo stands in for the split
+    limit = 1 if cfg.train_layers == "none" else cfg.limit_train
+    train_ds = CachedDataset(layout, "train", cfg.input_type, cfg.image_size, train=True, limit=limit,
                              swap_prob=swap, seed=cfg.seed, progress=progress, zoom_prob=cfg.zoom_prob,
                              bg_fade=cfg.bg_fade_epochs > 0, mask_targets=cfg.head == "mask_attention",
                              batch_augment=cfg.batch_augment, synth_share=cfg.swap_synth_share)
@@ -289,7 +291,7 @@ def build_segmenter_to_train(cfg: TrainConfig) -> tuple[nn.Module, nn.Module, di
     """The segmenter (cfg.segmenter_arch) from scratch (auto | none); from a segmenter checkpoint (PATH) of that
     arch, e.g. one trained at a lower resolution and finished at a higher one; or, for unet_resnet18, with its
     encoder from a ResNet-18 classifier checkpoint (PATH) trained on the same photos. There are no offline
-    ImageNet weights for it."""
+    ImageNet weights for it. u2netp with auto starts from its salient-object weights (models/u2netp.py)."""
     from evbattery.models.segmenter import SegmentationLoss, build_segmenter, segmenter_from_checkpoint
 
     arch = cfg.segmenter_arch
@@ -298,6 +300,10 @@ def build_segmenter_to_train(cfg: TrainConfig) -> tuple[nn.Module, nn.Module, di
         model = build_segmenter(arch)
         model.load_imagenet_encoder()
         return model, SegmentationLoss(), {**meta, "pretrained": "imagenet encoder"}
+    if arch == "u2netp" and cfg.pretrained == "auto":
+        from evbattery.models.u2netp import SALIENT_WEIGHTS, load_salient_weights
+
+        return load_salient_weights(build_segmenter(arch)), SegmentationLoss(), {**meta, "pretrained": SALIENT_WEIGHTS}
     if cfg.pretrained in ("auto", "none"):
         return build_segmenter(arch), SegmentationLoss(), {**meta, "pretrained": "none"}
     if cfg.pretrained == "imagenet":
@@ -392,6 +398,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
     classes = list(train_ds.classes)
     model, criterion, meta_base = build_model(cfg, classes)
     probe = cfg.train_layers == "head"
+    frozen = cfg.train_layers == "none"  # a pretrained segmenter kept as it is: one val pass scores it
     if probe and meta_base["pretrained"].startswith("none"):
         raise CheckpointError(f"--train-layers head: no pretrained weights for {cfg.arch} "
                               f"({meta_base['pretrained']}); a probe on random features learns nothing")
@@ -449,7 +456,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                                                  "world_size": dist.world_size(), "bf16": bf16},
                           backend=cfg.tracker, project=cfg.wandb_project, job_type="train")
     try:
-        for epoch in range(start_epoch, 1 if probe else cfg.epochs):  # a probe is one pass
+        for epoch in range(start_epoch, 1 if probe or frozen else cfg.epochs):  # a probe is one pass
             if isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
                 train_loader.sampler.set_epoch(epoch)
             elif hasattr(train_loader, "set_epoch"):
@@ -463,6 +470,8 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                                       progress=cfg.progress and main_proc, seed=cfg.seed,
                                       shift_copies=cfg.probe_shift_copies)
                 novelty, meta["novelty"] = tr.pop("novelty"), tr.pop("novelty_meta")
+            elif frozen:
+                tr = {"loss": math.nan, "acc": math.nan, "img_per_s": math.nan}
             else:
                 tr = train_one_epoch(model, criterion, optimizer, train_loader, epoch, cfg.fast, bf16,
                                      cfg.progress and main_proc, cfg.mask_loss_weight, augment, device=device,
