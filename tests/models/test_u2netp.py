@@ -115,3 +115,22 @@ def test_train_layers_none_needs_a_pretrained_segmenter() -> None:
         TrainConfig(input_type="images", train_layers="none")
     with pytest.raises(ValueError, match="--train-layers none keeps a pretrained segmenter"):
         TrainConfig(input_type="masks", segmenter_arch="u2netp", train_layers="none", pretrained="none")
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_the_shipped_weights_and_changes_them(toy_dataset: Path, tmp_path: Path) -> None:
+    from toy_data import tiny_config
+
+    from evbattery.models.checkpoint import load_checkpoint
+    from evbattery.training.train import main
+
+    result = main(tiny_config(toy_dataset, tmp_path, input_type="masks", segmenter_arch="u2netp",
+                              pretrained="auto", limit_train=16, lr=1e-4))
+    ckpt = load_checkpoint(result["checkpoint"])
+    assert ckpt["meta"]["pretrained"].startswith("salient objects") and np.isfinite(result["val"]["loss"])
+    shipped = _salient().state_dict()
+    moved = [k for k, v in ckpt["state_dict"].items() if not torch.equal(v, shipped[k])]
+    assert len(moved) == len(shipped)  # every tensor was trained, starting from the shipped ones
+    # and one epoch at a small learning rate stays near them (a start from random weights would not)
+    w = "net.stage1.rebnconvin.conv_s1.weight"
+    assert torch.allclose(ckpt["state_dict"][w], shipped[w], atol=0.05)
