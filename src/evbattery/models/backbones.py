@@ -128,15 +128,20 @@ class LogitsAndFeatures(nn.Module):
         return self.head(f), f
 
 
-def logits_and_features(model: nn.Module, arch: str) -> LogitsAndFeatures:
-    """`model` split at its head, sharing the weights: the body is a shallow copy whose head is nn.Identity."""
-    head = classifier_head(model, arch)
+def without_head(model: nn.Module, head: nn.Module) -> nn.Module:
+    """`model` up to `head`'s input, sharing the weights: a shallow copy whose head is nn.Identity."""
     name = next((n for n, m in model.named_children() if m is head), None)
     if name is None:
-        raise TypeError(f"{arch}: the classifier head is not a direct child of the model")
+        raise TypeError(f"{type(model).__name__}: the classifier head is not a direct child of the model")
     body = copy.copy(model)
     body._modules = {**model._modules, name: nn.Identity()}  # the copy's own child list; the children are shared
-    return LogitsAndFeatures(body, head)
+    return body
+
+
+def logits_and_features(model: nn.Module, arch: str) -> LogitsAndFeatures:
+    """`model` split at its head, sharing the weights (see without_head)."""
+    head = classifier_head(model, arch)
+    return LogitsAndFeatures(without_head(model, head), head)
 
 
 def _is_counter(key: str) -> bool:

@@ -15,7 +15,6 @@ ONNX, Grad-CAM and the bias suite use it as is.
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 from typing import Any
@@ -28,6 +27,7 @@ from tqdm import tqdm
 from evbattery.core.devices import autocast
 from evbattery.data.corruptions import corrupted_copies
 from evbattery.data.transforms import normalize
+from evbattery.models.backbones import without_head
 from evbattery.models.novelty import fit_novelty
 
 DEFAULT_C = 3e-4  # inverse L2 strength on standardised features; chosen on the real-photo dev split
@@ -72,10 +72,8 @@ def _feature_session(model: nn.Module, head: nn.Linear, images: torch.Tensor, no
 
     if onnx_runtime_fits(device, bf16, len(images)) is not None:
         return None
-    backbone = copy.deepcopy(model)
-    backbone.set_submodule(next(name for name, m in model.named_modules() if m is head), nn.Identity())
     try:
-        return onnx_runtime_session(backbone, normalize(images[:4], *norm))
+        return onnx_runtime_session(without_head(model, head), normalize(images[:4], *norm))
     except Exception as e:
         warnings.warn(f"probe features through torch: ONNX Runtime export failed ({type(e).__name__}: {e})",
                       stacklevel=2)

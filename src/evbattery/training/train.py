@@ -471,7 +471,7 @@ def main(cfg: TrainConfig) -> dict[str, Any]:
                                       shift_copies=cfg.probe_shift_copies)
                 novelty, meta["novelty"] = tr.pop("novelty"), tr.pop("novelty_meta")
             elif frozen:
-                tr = {"loss": math.nan, "acc": math.nan, "img_per_s": math.nan}
+                tr = {}  # nothing was trained: the history and the table show val only
             else:
                 tr = train_one_epoch(model, criterion, optimizer, train_loader, epoch, cfg.fast, bf16,
                                      cfg.progress and main_proc, cfg.mask_loss_weight, augment, device=device,
@@ -562,7 +562,9 @@ def _finish(cfg: TrainConfig, tracker: Tracker, best_path: Path, val_ds: CachedD
                     float(va["probs"][i].max())) for i in range(min(16, len(val_ds)))]
         tracker.log_classification("val", va["y_true"], va["y_pred"], classes, cm["per_class"], samples)
     if cfg.progress:
-        keys = ["train/loss", "train/acc", "val/loss", "val/acc"] + (["val/iou"] if cfg.input_type == "masks" else [])
-        rows = [[r["epoch"], *[r.get(k, float("nan")) for k in keys], r["train/img_per_s"]] for r in result["history"]]
-        table(f"{cfg.model_name}: best epoch {result['best_epoch']} -> {best_path}", ["epoch", *keys, "img/s"],
-              rows, to_stderr=True)
+        trained = cfg.train_layers != "none"
+        keys = (["train/loss", "train/acc"] if trained else []) + ["val/loss", "val/acc"] + (
+            ["val/iou"] if cfg.input_type == "masks" else []) + (["train/img_per_s"] if trained else [])
+        rows = [[r["epoch"], *[r.get(k, float("nan")) for k in keys]] for r in result["history"]]
+        table(f"{cfg.model_name}: best epoch {result['best_epoch']} -> {best_path}",
+              ["epoch", *[k.replace("train/img_per_s", "img/s") for k in keys]], rows, to_stderr=True)
