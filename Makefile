@@ -35,7 +35,7 @@ test: venv
 	$(BIN)/lint-imports  # the layer contract in pyproject.toml
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
-test-fast: venv  # the inner loop: no training, no servers, no browser
+test-fast: venv  # the inner loop: no training, no servers, no browser (3 min on 2 cores)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 # Mutation testing of the modules behind the headline numbers ([tool.mutmut] in pyproject.toml; report in
