@@ -161,7 +161,9 @@ def install_wheels(log: list[str]) -> str:
         return "no .whl/ wheels"
     if sys.version_info[:2] != (3, 12):
         return f"skipped: the wheels are for CPython 3.12, this is {sys.version.split()[0]}"
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+    # byte-compiled at install (pip's default): every step is a process of its own, and where
+    # PYTHONDONTWRITEBYTECODE is set each would compile these packages again (Makefile, `compileall`)
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
            "--no-cache-dir", "--upgrade", "--target", str(SITE), *map(str, wheels)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     log.append(res.stdout[-2000:] + res.stderr[-2000:])
